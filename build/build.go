@@ -1,0 +1,545 @@
+// Package build solves a recipe's LLB graph on BuildKit and exports the
+// image: to an OCI image layout, or pushed to a registry by digest (tags
+// are moved later, by the publisher, after signing).
+//
+// The build runs as one BuildKit gateway session: it resolves the base
+// image's config, applies the patches one step at a time (reading each
+// step's report, so a failing patch stops the build with the patch, hunk,
+// file and commit named), then solves the image (native layers, or the
+// dockerfile frontend on the patched tree) and exports it with the locked
+// commit time as SOURCE_DATE_EPOCH.
+package build
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/client"
+	bk "github.com/moby/buildkit/client/llb"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver/pb"
+	"github.com/moby/buildkit/util/progress/progressui"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/vmbuild/vmbuild/errs"
+	vmllb "github.com/vmbuild/vmbuild/llb"
+	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/patch"
+	"github.com/vmbuild/vmbuild/recipe"
+)
+
+// Output says where the image goes. Exactly one of OCIDir and PushRepo.
+type Output struct {
+	// OCIDir is an OCI image layout directory; the image is added to its
+	// index.json under the annotation org.opencontainers.image.ref.name =
+	// OCITag (default "latest"), other entries are kept.
+	OCIDir string
+	OCITag string
+	// PushRepo is a registry repository (no tag): the image is pushed by
+	// digest only.
+	PushRepo string
+}
+
+// Options configure one build.
+type Options struct {
+	// Client is a connected BuildKit client.
+	Client *client.Client
+	// BuildKitVersion, recorded in the result (provenance).
+	BuildKitVersion string
+	// HelperPath is the static vmbuild-helper binary; required when the
+	// recipe has patches.
+	HelperPath string
+	Output     Output
+	// NoCache rebuilds every step (vmbuild build --check).
+	NoCache bool
+	// CacheImports and CacheExports are BuildKit cache options, e.g.
+	// {Type: "registry", Attrs: {"ref": R, "mode": "max"}}.
+	CacheImports []client.CacheOptionsEntry
+	CacheExports []client.CacheOptionsEntry
+	// Session attachables, e.g. the Docker config auth provider. The
+	// signing key is never one of them.
+	Session []session.Attachable
+	// Progress receives BuildKit's progress display; nil discards it.
+	Progress     io.Writer
+	ProgressMode progressui.DisplayMode
+	// WorkDir holds temporary files (local source trees); default os.TempDir.
+	WorkDir string
+	Logger  *slog.Logger
+}
+
+// StepResult reports one recipe step.
+type StepResult struct {
+	ID          string        `json:"id"`
+	Kind        string        `json:"kind"`
+	Name        string        `json:"name,omitempty"`
+	Title       string        `json:"title"`
+	Vertex      digest.Digest `json:"vertex,omitempty"`
+	Cached      bool          `json:"cached"`
+	Ran         bool          `json:"ran"`
+	LayerDigest digest.Digest `json:"layerDigest,omitempty"`
+	Duration    time.Duration `json:"durationNs,omitempty"`
+}
+
+// Result is what a build produced.
+type Result struct {
+	Digest      digest.Digest      `json:"digest"`
+	Descriptor  ocispec.Descriptor `json:"descriptor"`
+	Manifest    *ocispec.Manifest  `json:"-"`
+	Config      *ocispec.Image     `json:"-"`
+	Commit      string             `json:"commit"`
+	CommitTime  time.Time          `json:"commitTime"`
+	Epoch       int64              `json:"sourceDateEpoch"`
+	LLBDigest   digest.Digest      `json:"llbDigest"`
+	BuildKit    string             `json:"buildkitVersion"`
+	Steps       []StepResult       `json:"steps"`
+	Patches     []patch.Report     `json:"patches"`
+	Vertices    []Vertex           `json:"vertices"`
+	BytesPushed int64              `json:"bytesPushed"`
+	BlobsPushed int                `json:"blobsPushed"`
+	StartedOn   time.Time          `json:"startedOn"`
+	FinishedOn  time.Time          `json:"finishedOn"`
+	// BaseConfig is the base image config the graph was built with.
+	BaseConfig *ocispec.Image `json:"-"`
+}
+
+// StepCached reports whether the step with the given id was a cache hit.
+func (r *Result) StepCached(id string) (cached, found bool) {
+	for _, s := range r.Steps {
+		if s.ID == id {
+			return s.Cached, true
+		}
+	}
+	return false, false
+}
+
+// Build solves r pinned by l and exports the image. On a patch failure
+// the error wraps errs.ErrPatchFailed and names the patch, hunk, file and
+// commit; on a failing step it wraps errs.ErrBuildFailed and names the step
+// and shows its last output lines. Nothing is exported or pushed unless the
+// whole build succeeded.
+func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*Result, error) {
+	if opts.Client == nil {
+		return nil, errors.New("building: no BuildKit client")
+	}
+	if (opts.Output.OCIDir == "") == (opts.Output.PushRepo == "") {
+		return nil, fmt.Errorf("building: %w: give exactly one output (an OCI layout directory or a repository to push to)", errs.ErrUsage)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{Commit: l.Upstream.Commit, CommitTime: l.Upstream.CommitTime, Epoch: l.Epoch(), BuildKit: opts.BuildKitVersion, StartedOn: time.Now().UTC()}
+	s, err := newSession(ctx, r, l, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+
+	epoch := strconv.FormatInt(l.Epoch(), 10)
+	exportAttrs := map[string]string{
+		"rewrite-timestamp": "true",
+		"source-date-epoch": epoch,
+		"oci-mediatypes":    "true",
+		"compression":       "gzip",
+	}
+	for k, v := range vmllb.Annotations(r, l) {
+		exportAttrs["annotation."+k] = v
+	}
+	var export client.ExportEntry
+	var importDone chan importResult
+	var pipeW *io.PipeWriter
+	if opts.Output.PushRepo != "" {
+		export = client.ExportEntry{Type: client.ExporterImage, Attrs: exportAttrs}
+		export.Attrs["name"] = opts.Output.PushRepo
+		export.Attrs["push"] = "true"
+		export.Attrs["push-by-digest"] = "true"
+	} else {
+		export = client.ExportEntry{Type: client.ExporterOCI, Attrs: exportAttrs}
+		pr, pw := io.Pipe()
+		pipeW = pw
+		importDone = make(chan importResult, 1)
+		go func() {
+			desc, err := importLayout(ctx, opts.Output.OCIDir, pr)
+			pr.CloseWithError(err)
+			importDone <- importResult{desc, err}
+		}()
+		export.Output = func(map[string]string) (io.WriteCloser, error) { return pw, nil }
+	}
+
+	solveOpt := client.SolveOpt{
+		Exports:      []client.ExportEntry{export},
+		LocalMounts:  s.locals,
+		OCIStores:    s.stores,
+		CacheImports: opts.CacheImports,
+		CacheExports: opts.CacheExports,
+		Session:      opts.Session,
+	}
+	if r.Build.Dockerfile != nil {
+		solveOpt.SourcePolicy = vmllb.SourcePolicy(l)
+	}
+
+	col := newCollector()
+	statusCh := make(chan *client.SolveStatus)
+	var displayCh chan *client.SolveStatus
+	displayDone := make(chan struct{})
+	if opts.Progress != nil {
+		mode := opts.ProgressMode
+		if mode == "" {
+			mode = progressui.AutoMode
+		}
+		d, err := progressui.NewDisplay(opts.Progress, mode)
+		if err != nil {
+			return nil, fmt.Errorf("starting progress display: %w", err)
+		}
+		displayCh = make(chan *client.SolveStatus)
+		go func() {
+			defer close(displayDone)
+			_, _ = d.UpdateFrom(context.WithoutCancel(ctx), displayCh)
+		}()
+	} else {
+		close(displayDone)
+	}
+	colDone := make(chan struct{})
+	go func() { defer close(colDone); col.run(statusCh, displayCh) }()
+
+	var g *vmllb.Graph
+	buildFunc := func(ctx context.Context, gw gateway.Client) (*gateway.Result, error) {
+		var baseCfg *ocispec.Image
+		if r.NeedsBase() {
+			cfg, err := s.baseConfig(ctx, gw)
+			if err != nil {
+				return nil, err
+			}
+			baseCfg = cfg
+			res.BaseConfig = cfg
+		}
+		g, err = vmllb.Build(r, l, vmllb.Options{Platform: s.platform, BaseConfig: baseCfg})
+		if err != nil {
+			return nil, err
+		}
+		marshal := func(st bk.State) (*pb.Definition, error) {
+			mo := []bk.ConstraintsOpt{bk.Platform(s.platform)}
+			if opts.NoCache {
+				mo = append(mo, bk.IgnoreCache)
+			}
+			def, err := st.Marshal(ctx, mo...)
+			if err != nil {
+				return nil, fmt.Errorf("marshaling LLB: %w", err)
+			}
+			return def.ToPB(), nil
+		}
+		// Patches, one at a time: each report is read before the next.
+		for i, ps := range g.Patches {
+			def, err := marshal(ps.Report)
+			if err != nil {
+				return nil, err
+			}
+			rr, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true})
+			if err != nil {
+				return nil, err
+			}
+			ref, err := rr.SingleRef()
+			if err != nil {
+				return nil, err
+			}
+			b, err := ref.ReadFile(ctx, gateway.ReadRequest{Filename: vmllb.ReportFile})
+			if err != nil {
+				return nil, fmt.Errorf("reading the report of patch %q: %w", ps.Patch.Name, err)
+			}
+			var rep patch.Report
+			if err := json.Unmarshal(b, &rep); err != nil {
+				return nil, fmt.Errorf("reading the report of patch %q: %w", ps.Patch.Name, err)
+			}
+			res.Patches = append(res.Patches, rep)
+			if err := rep.Err(l.Upstream.Commit); err != nil {
+				return nil, &PatchError{Index: i, Report: rep, Commit: l.Upstream.Commit, Err: err}
+			}
+		}
+		if df := g.Dockerfile; df != nil {
+			inputs := map[string]*pb.Definition{}
+			for name, st := range df.Inputs {
+				def, err := marshal(st)
+				if err != nil {
+					return nil, err
+				}
+				inputs[name] = def
+			}
+			fopt := map[string]string{}
+			for k, v := range df.FrontendOpt {
+				fopt[k] = v
+			}
+			if opts.NoCache {
+				fopt["no-cache"] = ""
+			}
+			return gw.Solve(ctx, gateway.SolveRequest{Frontend: df.Frontend, FrontendOpt: fopt, FrontendInputs: inputs, Evaluate: true})
+		}
+		def, err := marshal(g.Image)
+		if err != nil {
+			return nil, err
+		}
+		out, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true})
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := json.Marshal(g.Config)
+		if err != nil {
+			return nil, err
+		}
+		out.AddMeta(exptypesImageConfigKey, cfg)
+		return out, nil
+	}
+
+	resp, buildErr := opts.Client.Build(ctx, solveOpt, "vmbuild", buildFunc, statusCh)
+	<-colDone
+	<-displayDone
+	if importDone != nil && buildErr != nil {
+		// Nothing, or half an archive, was exported: unblock the importer
+		// and discard what it read (it never touches index.json).
+		pipeW.CloseWithError(buildErr)
+		<-importDone
+	}
+	res.Vertices = col.all()
+	if buildErr != nil {
+		return res, explain(ctx, buildErr, g, col, r, l)
+	}
+	res.FinishedOn = time.Now().UTC()
+	if opts.Output.OCIDir != "" {
+		ir := <-importDone
+		if ir.err != nil {
+			return res, fmt.Errorf("writing OCI layout %s: %w", opts.Output.OCIDir, ir.err)
+		}
+		desc, err := addToLayout(ctx, opts.Output.OCIDir, ir.desc, opts.Output.OCITag, l)
+		if err != nil {
+			return res, err
+		}
+		res.Descriptor = desc
+		res.Digest = desc.Digest
+		m, cfg, err := readLayoutImage(ctx, opts.Output.OCIDir, desc)
+		if err != nil {
+			return res, err
+		}
+		res.Manifest, res.Config = m, cfg
+	} else {
+		d := resp.ExporterResponse["containerimage.digest"]
+		if d == "" {
+			return res, fmt.Errorf("building: %w: BuildKit returned no image digest", errs.ErrBuildFailed)
+		}
+		res.Digest = digest.Digest(d)
+		if desc, err := descriptorFrom(resp.ExporterResponse); err == nil {
+			res.Descriptor = desc
+		} else {
+			res.Descriptor = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: res.Digest}
+		}
+	}
+	res.BytesPushed, res.BlobsPushed = col.bytesPushed()
+	def, err := g.Definition(ctx)
+	if err == nil {
+		res.LLBDigest = vmllb.Digest(def)
+	}
+	res.Steps = stepResults(ctx, g, col, s.platform)
+	if res.Manifest != nil {
+		assignLayerDigests(res, g)
+	}
+	return res, nil
+}
+
+const exptypesImageConfigKey = "containerimage.config"
+
+type importResult struct {
+	desc ocispec.Descriptor
+	err  error
+}
+
+// SetManifest records the pushed image's manifest and config (fetched by
+// the caller from the registry) and assigns each native layer its blob
+// digest.
+func (r *Result) SetManifest(m *ocispec.Manifest, cfg *ocispec.Image, g *vmllb.Graph) {
+	r.Manifest, r.Config = m, cfg
+	if g != nil {
+		assignLayerDigests(r, g)
+	}
+}
+
+// assignLayerDigests maps native layers to manifest layers: the image is
+// Merge(base, source, outputs…), so layer i of the merge is at
+// len(base layers) + i.
+func assignLayerDigests(res *Result, g *vmllb.Graph) {
+	if g == nil || g.Dockerfile != nil || res.Manifest == nil || res.BaseConfig == nil {
+		return
+	}
+	n := len(res.BaseConfig.RootFS.DiffIDs)
+	layers := res.Manifest.Layers
+	idx := map[string]int{"source-layer": n}
+	for i, ls := range g.Layers {
+		idx["layer-output/"+ls.Layer.Name] = n + 1 + i
+		idx["layer/"+ls.Layer.Name] = n + 1 + i
+	}
+	for i := range res.Steps {
+		if j, ok := idx[res.Steps[i].ID]; ok && j < len(layers) {
+			res.Steps[i].LayerDigest = layers[j].Digest
+		}
+	}
+}
+
+func stepResults(ctx context.Context, g *vmllb.Graph, col *collector, p ocispec.Platform) []StepResult {
+	var out []StepResult
+	if g == nil {
+		return nil
+	}
+	for _, st := range g.Steps {
+		sr := StepResult{ID: st.ID, Kind: string(st.Kind), Name: st.Name, Title: st.Title}
+		if st.Kind != vmllb.StepDockerfile {
+			if d, err := vmllb.VertexDigest(ctx, st.State, p); err == nil {
+				sr.Vertex = d
+				if v, ok := col.get(d); ok {
+					sr.Cached = v.Cached
+					sr.Ran = !v.Cached && v.done != nil
+					sr.Duration = v.Duration
+				} else {
+					// Not reported: a later step was a cache hit, so
+					// BuildKit never needed this one.
+					sr.Cached = true
+				}
+			}
+		}
+		out = append(out, sr)
+	}
+	return out
+}
+
+func descriptorFrom(resp map[string]string) (ocispec.Descriptor, error) {
+	var desc ocispec.Descriptor
+	v, ok := resp["containerimage.descriptor"]
+	if !ok {
+		return desc, errors.New("no descriptor")
+	}
+	b, err := decodeBase64(v)
+	if err != nil {
+		return desc, err
+	}
+	err = json.Unmarshal(b, &desc)
+	return desc, err
+}
+
+// PatchError is a patch that did not apply.
+type PatchError struct {
+	Index  int
+	Report patch.Report
+	Commit string
+	Err    error
+}
+
+func (e *PatchError) Error() string { return e.Err.Error() }
+func (e *PatchError) Unwrap() error { return e.Err }
+
+// StepError is a build step that failed.
+type StepError struct {
+	Step   string // e.g. `layer "bundle"`
+	Detail string
+	Output string // last lines of the step's output
+	Err    error
+}
+
+func (e *StepError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s failed: %s", e.Step, e.Detail)
+	if e.Output != "" {
+		b.WriteString("\n--- last lines of output ---\n")
+		b.WriteString(e.Output)
+	}
+	return b.String()
+}
+func (e *StepError) Unwrap() error { return e.Err }
+func (e *StepError) Is(target error) bool {
+	return target == errs.ErrBuildFailed
+}
+
+// explain turns a BuildKit error into one that names the recipe step.
+func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *recipe.Recipe, l *lock.Lock) error {
+	var pe *PatchError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("building %s at %s: %w", r.Name, l.ShortCommit(), context.Cause(ctx))
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "source denied by policy") || strings.Contains(msg, "denied by policy") {
+		ref := ""
+		if i := strings.Index(msg, "docker-image://"); i >= 0 {
+			ref = strings.Trim(strings.Fields(msg[i:])[0], `"`)
+		}
+		return fmt.Errorf("building %s: %w: the Dockerfile uses image %s, which the lock does not pin; run `vmbuild lock` (or `vmbuild lock --update`) to pin it", r.Name, errs.ErrBuildFailed, ref)
+	}
+	stepByVertex := map[digest.Digest]vmllb.Step{}
+	if g != nil {
+		for _, st := range g.Steps {
+			if d, err := vmllb.VertexDigest(ctx, st.State, g.Options.Platform); err == nil {
+				stepByVertex[d] = st
+			}
+		}
+	}
+	for _, v := range col.failed() {
+		st, ok := stepByVertex[v.Digest]
+		detail := v.Error
+		out := v.tail(20)
+		if ok {
+			switch st.Kind {
+			case vmllb.StepSource:
+				return &StepError{Step: fmt.Sprintf("fetching upstream %s at commit %s", redact(r.Upstream.Git), l.Upstream.Commit), Detail: detail, Output: out, Err: err}
+			case vmllb.StepLayer:
+				lay, _ := r.LayerByName(st.Name)
+				cmd := ""
+				if lay != nil {
+					cmd = strings.TrimSpace(lay.Run)
+				}
+				return &StepError{Step: fmt.Sprintf("layer %q", st.Name), Detail: fmt.Sprintf("%s\ncommand: %s", shortBKError(detail), cmd), Output: out, Err: err}
+			case vmllb.StepLayerOutput:
+				lay, _ := r.LayerByName(st.Name)
+				outs := ""
+				if lay != nil {
+					outs = strings.Join(lay.Outputs, ", ")
+				}
+				return &StepError{Step: fmt.Sprintf("layer %q", st.Name), Detail: fmt.Sprintf("collecting its outputs (%s): %s (does the run step create every output path?)", outs, shortBKError(detail)), Err: err}
+			case vmllb.StepPatch:
+				return &StepError{Step: fmt.Sprintf("patch %q", st.Name), Detail: shortBKError(detail), Output: out, Err: err}
+			}
+		}
+		if strings.Contains(v.Name, "[vmbuild] base") || strings.Contains(detail, "failed to resolve source metadata") || strings.Contains(detail, "failed to do request") {
+			return &StepError{Step: "resolving the base image", Detail: detail, Err: err}
+		}
+		if strings.HasPrefix(v.Name, "[vmbuild] layer ") && strings.Contains(v.Name, " inputs: ") {
+			return &StepError{Step: strings.TrimPrefix(v.Name, "[vmbuild] "), Detail: detail, Err: err}
+		}
+		return &StepError{Step: fmt.Sprintf("step %q", v.Name), Detail: shortBKError(detail), Output: out, Err: err}
+	}
+	return fmt.Errorf("building %s at %s: %w: %w", r.Name, l.ShortCommit(), errs.ErrBuildFailed, err)
+}
+
+// shortBKError trims BuildKit's error wrapping ("process ... did not
+// complete successfully: exit code: 1") to its useful part.
+func shortBKError(s string) string {
+	if i := strings.Index(s, "did not complete successfully: "); i >= 0 {
+		return strings.TrimSpace(s[i+len("did not complete successfully: "):])
+	}
+	return s
+}
+
+func redact(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		rest := u[i+3:]
+		if at := strings.Index(rest, "@"); at >= 0 && (!strings.Contains(rest[:at], "/")) {
+			return u[:i+3] + rest[at+1:]
+		}
+	}
+	return u
+}

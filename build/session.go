@@ -1,0 +1,289 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/client/llb/sourceresolver"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sys/unix"
+
+	"github.com/vmbuild/vmbuild/errs"
+	vmllb "github.com/vmbuild/vmbuild/llb"
+	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/recipe"
+)
+
+// buildSession holds what the client side of a build provides to
+// buildkitd: local sources (the helper, a local upstream's tree) and the
+// content store of an oci-layout base.
+type buildSession struct {
+	r        *recipe.Recipe
+	l        *lock.Lock
+	platform ocispec.Platform
+	locals   map[string]fsutil.FS
+	stores   map[string]content.Store
+	layout   content.Store
+	tmp      []string
+}
+
+func newSession(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*buildSession, error) {
+	plat, err := lock.Platform(r)
+	if err != nil {
+		return nil, err
+	}
+	s := &buildSession{r: r, l: l, platform: plat, locals: map[string]fsutil.FS{}, stores: map[string]content.Store{}}
+	work := opts.WorkDir
+	if work == "" {
+		work = os.TempDir()
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, fmt.Errorf("creating work dir: %w", err)
+	}
+	// The helper is always offered: patch steps and `patch check` use it.
+	if len(r.Patches) > 0 {
+		if opts.HelperPath == "" {
+			return nil, fmt.Errorf("building %s: %w: the recipe has patches and no vmbuild-helper was found; run `make build` (it builds bin/vmbuild-helper) or set VMBUILD_HELPER", r.Name, errs.ErrMissingTool)
+		}
+		dir, err := helperDir(work, opts.HelperPath)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.tmp = append(s.tmp, dir)
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("sharing vmbuild-helper: %w", err)
+		}
+		s.locals[vmllb.HelperLocal] = fs
+	}
+	if path, ok := r.LocalUpstream(); ok {
+		dir, err := sourceTree(ctx, work, path, l.Upstream.Commit)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("sharing the upstream tree: %w", err)
+		}
+		s.locals[vmllb.SourceLocal] = fs
+	}
+	if r.NeedsBase() && l.Base != nil && l.Base.IsLayout() {
+		dir, _, _, err := recipe.ParseOCILayoutRef(l.Base.Ref, r.Dir)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		store, err := local.NewStore(dir)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("opening base layout %s: %w", dir, err)
+		}
+		s.layout = store
+		s.stores[vmllb.BaseStore] = store
+	}
+	return s, nil
+}
+
+func (s *buildSession) close() {
+	for _, d := range s.tmp {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// helperDir makes a directory holding only the helper, named as the graph
+// expects.
+func helperDir(work, helper string) (string, error) {
+	st, err := os.Stat(helper)
+	if err != nil {
+		return "", fmt.Errorf("finding vmbuild-helper: %w: %v", errs.ErrMissingTool, err)
+	}
+	if st.IsDir() {
+		return "", fmt.Errorf("finding vmbuild-helper: %w: %s is a directory", errs.ErrMissingTool, helper)
+	}
+	dir, err := os.MkdirTemp(work, "vmbuild-helper-")
+	if err != nil {
+		return "", fmt.Errorf("staging vmbuild-helper: %w", err)
+	}
+	dst := filepath.Join(dir, vmllb.HelperBinary)
+	if err := os.Link(helper, dst); err != nil {
+		b, err := os.ReadFile(helper)
+		if err != nil {
+			return "", fmt.Errorf("staging vmbuild-helper: %w", err)
+		}
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			return "", fmt.Errorf("staging vmbuild-helper: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// sourceTree exports commit of the local repository at repo into a cache
+// directory (reused across builds of the same commit), with git archive's
+// file modes and mtimes (the commit time).
+func sourceTree(ctx context.Context, work, repo, commit string) (string, error) {
+	dir := filepath.Join(work, "vmbuild-sources", commit)
+	if _, err := os.Stat(filepath.Join(dir, ".vmbuild-complete")); err == nil {
+		return filepath.Join(dir, "tree"), nil
+	}
+	_ = os.RemoveAll(dir)
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		return "", fmt.Errorf("exporting upstream tree: %w", err)
+	}
+	b, err := lock.GitCLI{}.Archive(ctx, repo, commit)
+	if err != nil {
+		return "", fmt.Errorf("exporting upstream %s at %s: %w", repo, commit, err)
+	}
+	if err := untar(bytes.NewReader(b), tree); err != nil {
+		return "", fmt.Errorf("exporting upstream %s at %s: %w", repo, commit, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".vmbuild-complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	return tree, nil
+}
+
+// untar extracts a git archive stream into dir. Entries that would land
+// outside dir are refused.
+func untar(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	type dirTime struct {
+		name string
+		t    time.Time
+	}
+	var dirs []dirTime
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(h.Name)
+		if h.Typeflag == tar.TypeXGlobalHeader || name == "." {
+			continue
+		}
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("archive entry %q is outside the tree", h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return err
+			}
+			dirs = append(dirs, dirTime{name, h.ModTime})
+		case tar.TypeReg:
+			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				return err
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o777)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			if err := root.Chmod(name, os.FileMode(h.Mode)&0o777); err != nil {
+				return err
+			}
+			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				return err
+			}
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				return err
+			}
+			ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+			_ = unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dir, name), ts, unix.AT_SYMLINK_NOFOLLOW)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = root.Chtimes(dirs[i].name, dirs[i].t, dirs[i].t)
+	}
+	return nil
+}
+
+// baseConfig returns the base image's config for the target platform.
+func (s *buildSession) baseConfig(ctx context.Context, gw gateway.Client) (*ocispec.Image, error) {
+	pin := s.l.Base
+	if s.layout != nil {
+		return layoutConfig(ctx, s.layout, pin, s.platform)
+	}
+	_, _, b, err := gw.ResolveImageConfig(ctx, pin.Pinned(), sourceresolver.Opt{
+		LogName:  "[vmbuild] base " + pin.Pinned(),
+		ImageOpt: &sourceresolver.ResolveImageOpt{Platform: &s.platform, ResolveMode: "default"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("resolving base image %s: %w: %w", pin.Pinned(), errs.ErrImageResolve, err)
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(b, &img); err != nil {
+		return nil, fmt.Errorf("reading base image config: %w", err)
+	}
+	return &img, nil
+}
+
+func layoutConfig(ctx context.Context, store content.Store, pin *lock.ImagePin, plat ocispec.Platform) (*ocispec.Image, error) {
+	dgst := pin.ManifestFor(plat)
+	info, err := store.Info(ctx, digestOf(dgst))
+	if err != nil {
+		return nil, fmt.Errorf("reading base image %s: %w: manifest %s is not in the layout: %v", pin.Ref, errs.ErrImageResolve, dgst, err)
+	}
+	mb, err := content.ReadBlob(ctx, store, ocispec.Descriptor{Digest: info.Digest, Size: info.Size})
+	if err != nil {
+		return nil, fmt.Errorf("reading base image %s: %w", pin.Ref, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(mb, &m); err != nil {
+		return nil, fmt.Errorf("reading base image %s: %w", pin.Ref, err)
+	}
+	if m.Config.Digest == "" {
+		return nil, fmt.Errorf("reading base image %s: %w: %s is not an image manifest", pin.Ref, errs.ErrImageResolve, dgst)
+	}
+	cb, err := content.ReadBlob(ctx, store, m.Config)
+	if err != nil {
+		return nil, fmt.Errorf("reading base image %s config: %w", pin.Ref, err)
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(cb, &img); err != nil {
+		return nil, fmt.Errorf("reading base image %s config: %w", pin.Ref, err)
+	}
+	if img.OS != "" && !platforms.Only(plat).Match(img.Platform) {
+		return nil, fmt.Errorf("reading base image %s: %w: it is %s, not %s", pin.Ref, errs.ErrImageResolve, platforms.Format(img.Platform), platforms.Format(plat))
+	}
+	return &img, nil
+}
+
+func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

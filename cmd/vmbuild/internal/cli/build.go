@@ -1,0 +1,361 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/util/progress/progressui"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/vmbuild/vmbuild/build"
+	"github.com/vmbuild/vmbuild/buildkit"
+	"github.com/vmbuild/vmbuild/errs"
+	vmllb "github.com/vmbuild/vmbuild/llb"
+	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/registry"
+)
+
+// buildFlags are `vmbuild build`'s options (CLI only; library options are
+// build.Options).
+type buildFlags struct {
+	conn         connFlags
+	output       string
+	push         string
+	tag          string
+	metadataFile string
+	progress     string
+	updateLock   bool
+	helper       string
+	cacheFrom    []string
+	cacheTo      []string
+	timeout      time.Duration
+	sign         signFlags
+	check        bool
+}
+
+func (a *app) buildCommand() *cobra.Command {
+	f := &buildFlags{}
+	cmd := &cobra.Command{
+		Use:   "build RECIPE",
+		Short: "Build the recipe's image from its lock",
+		Long: `Build the recipe's image on BuildKit from its lock file, and print the image
+digest on stdout.
+
+Outputs:
+  --output oci:DIR     an OCI image layout (default oci:out/NAME); the image is
+                       added under --tag (default "latest")
+  --push REPO[:TAG]    push by digest, sign, attest, then move TAG (default
+                       "latest"); needs --key (or --no-sign)
+
+The lock must exist and match the recipe and its patches; --update-lock
+(re)writes it first. SOURCE_DATE_EPOCH is the locked commit time: the same
+recipe and lock give the same digest anywhere. --check rebuilds with the cache
+disabled and compares (like nix build --check).`,
+		Args: usageArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runBuild(cmd.Context(), args[0], f)
+		},
+	}
+	fs := cmd.Flags()
+	f.conn.register(fs)
+	fs.StringVarP(&f.output, "output", "o", "", "output: oci:DIR (an OCI image layout; default oci:out/NAME)")
+	fs.StringVar(&f.push, "push", "", "push to REPO[:TAG] (by digest; the tag moves after signing)")
+	fs.StringVar(&f.tag, "tag", "latest", "tag (ref name) for the image in an OCI layout output")
+	fs.StringVar(&f.metadataFile, "metadata-file", "", "write build metadata (digest, commit, steps, patches) as JSON to this file")
+	fs.StringVar(&f.progress, "progress", "auto", "progress output: auto, tty, plain, quiet, rawjson")
+	fs.BoolVar(&f.updateLock, "update-lock", false, "write or refresh the lock first when it is missing or stale")
+	fs.StringVar(&f.helper, "helper", "", "vmbuild-helper binary for patch steps (default $VMBUILD_HELPER, beside vmbuild, $PATH)")
+	fs.StringSliceVar(&f.cacheFrom, "cache-from", nil, "import build cache: type=registry,ref=R (BuildKit cache syntax)")
+	fs.StringSliceVar(&f.cacheTo, "cache-to", nil, "export build cache: type=registry,ref=R,mode=max")
+	fs.DurationVar(&f.timeout, "timeout", 0, "give up on the build after this long (0: no limit)")
+	fs.BoolVar(&f.check, "check", false, "rebuild with the cache disabled and compare digests (reproducibility check)")
+	f.sign.register(fs)
+	return cmd
+}
+
+func progressMode(s string) (progressui.DisplayMode, error) {
+	switch s {
+	case "auto", "":
+		return progressui.AutoMode, nil
+	case "tty":
+		return progressui.TtyMode, nil
+	case "plain":
+		return progressui.PlainMode, nil
+	case "quiet":
+		return progressui.QuietMode, nil
+	case "rawjson":
+		return progressui.RawJSONMode, nil
+	}
+	return "", fmt.Errorf("%w: --progress must be auto, tty, plain, quiet or rawjson, not %q", errs.ErrUsage, s)
+}
+
+// ParseCacheOption parses BuildKit's --cache-from/--cache-to syntax
+// (type=registry,ref=R,mode=max).
+func parseCacheOption(s string) (client.CacheOptionsEntry, error) {
+	e := client.CacheOptionsEntry{Attrs: map[string]string{}}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			// buildx accepts a bare ref for type=registry
+			if !strings.Contains(s, "=") {
+				e.Type = "registry"
+				e.Attrs["ref"] = s
+				continue
+			}
+			return e, fmt.Errorf("%w: cache option %q: expected key=value", errs.ErrUsage, kv)
+		}
+		if k == "type" {
+			e.Type = v
+		} else {
+			e.Attrs[k] = v
+		}
+	}
+	if e.Type == "" {
+		return e, fmt.Errorf("%w: cache option %q needs type=", errs.ErrUsage, s)
+	}
+	return e, nil
+}
+
+// pushTarget splits REPO[:TAG] into the repository and tag.
+func pushTarget(ref string) (repo, tag string, err error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: --push %q: %v", errs.ErrUsage, ref, err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return "", "", fmt.Errorf("%w: --push %q: give a repository and optional tag, not a digest", errs.ErrUsage, ref)
+	}
+	tag = "latest"
+	if t, ok := named.(reference.Tagged); ok {
+		tag = t.Tag()
+	}
+	return reference.TrimNamed(named).String(), tag, nil
+}
+
+type buildPlan struct {
+	r        *recipe.Recipe
+	l        *lock.Lock
+	conn     *buildkit.Conn
+	opts     build.Options
+	repo     string
+	tags     []string
+	reg      *registry.Client
+	auth     session.Attachable
+	progress progressui.DisplayMode
+}
+
+func (a *app) prepareBuild(ctx context.Context, path string, f *buildFlags) (*buildPlan, error) {
+	mode, err := progressMode(f.progress)
+	if err != nil {
+		return nil, err
+	}
+	if f.output != "" && f.push != "" {
+		return nil, fmt.Errorf("%w: give --output or --push, not both", errs.ErrUsage)
+	}
+	p := &buildPlan{reg: f.conn.registryClient(a), progress: mode}
+	if f.push != "" {
+		p.repo, p.tags, err = "", nil, nil
+		repo, tag, err := pushTarget(f.push)
+		if err != nil {
+			return nil, err
+		}
+		p.repo, p.tags = repo, []string{tag}
+		if err := f.sign.requireForPush(); err != nil {
+			return nil, err
+		}
+	}
+	if err := f.sign.validate(); err != nil {
+		return nil, err
+	}
+	p.r, p.l, err = a.loadRecipeAndLock(ctx, path, f.updateLock, p.reg)
+	if err != nil {
+		return nil, err
+	}
+	helper, err := findHelper(f.helper)
+	if err != nil {
+		return nil, err
+	}
+	var imports, exports []client.CacheOptionsEntry
+	for _, s := range f.cacheFrom {
+		e, err := parseCacheOption(s)
+		if err != nil {
+			return nil, err
+		}
+		imports = append(imports, e)
+	}
+	for _, s := range f.cacheTo {
+		e, err := parseCacheOption(s)
+		if err != nil {
+			return nil, err
+		}
+		if e.Type == "registry" {
+			if _, ok := e.Attrs["mode"]; !ok {
+				e.Attrs["mode"] = "max"
+			}
+			if _, ok := e.Attrs["image-manifest"]; !ok {
+				e.Attrs["image-manifest"] = "true"
+			}
+			if _, ok := e.Attrs["oci-mediatypes"]; !ok {
+				e.Attrs["oci-mediatypes"] = "true"
+			}
+		}
+		exports = append(exports, e)
+	}
+	p.auth = dockerAuth(a.stderr)
+	p.opts = build.Options{
+		HelperPath:   helper,
+		CacheImports: imports,
+		CacheExports: exports,
+		Session:      []session.Attachable{p.auth},
+		Progress:     a.stderr,
+		ProgressMode: mode,
+		WorkDir:      filepath.Join(cacheDir(), "work"),
+		Logger:       a.log,
+	}
+	if p.repo != "" {
+		p.opts.Output.PushRepo = p.repo
+	} else {
+		dir := strings.TrimPrefix(f.output, "oci:")
+		if f.output != "" && !strings.HasPrefix(f.output, "oci:") {
+			return nil, fmt.Errorf("%w: --output %q: only oci:DIR is supported (use --push to push)", errs.ErrUsage, f.output)
+		}
+		if dir == "" {
+			dir = filepath.Join("out", p.r.Name)
+		}
+		p.opts.Output.OCIDir = dir
+		p.opts.Output.OCITag = f.tag
+	}
+	return p, nil
+}
+
+func (a *app) runBuild(ctx context.Context, path string, f *buildFlags) error {
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, f.timeout, fmt.Errorf("build deadline (--timeout %s) exceeded", f.timeout))
+		defer cancel()
+	}
+	p, err := a.prepareBuild(ctx, path, f)
+	if err != nil {
+		return err
+	}
+	conn, err := f.conn.connect(ctx, a)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	p.conn = conn
+	p.opts.Client = conn.Client
+	p.opts.BuildKitVersion = conn.Version
+	if f.check {
+		return a.runCheck(ctx, p)
+	}
+	ctx, stopWatch := buildkit.Watchdog(ctx, conn.Client, buildkit.WatchdogOptions{})
+	defer stopWatch()
+	a.log.Info("building", "recipe", p.r.Name, "commit", p.l.Upstream.Commit, "buildkit", conn.Addr)
+	res, err := build.Build(ctx, p.r, p.l, p.opts)
+	if res != nil {
+		a.printPatchReports(res)
+	}
+	if err != nil {
+		if res != nil && f.metadataFile != "" {
+			_ = writeMetadata(f.metadataFile, res, nil)
+		}
+		return err
+	}
+	if p.repo != "" {
+		if err := a.fillPushedManifest(ctx, p, res); err != nil {
+			a.log.Warn("could not read back the pushed manifest", "err", err)
+		}
+	}
+	pub, err := a.publish(ctx, p, res, &f.sign)
+	if f.metadataFile != "" {
+		if werr := writeMetadata(f.metadataFile, res, pub); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	ref := res.Digest.String()
+	if p.repo != "" {
+		ref = p.repo + "@" + res.Digest.String()
+	}
+	a.log.Info("built", "image", ref, "commit", p.l.ShortCommit())
+	fmt.Fprintln(a.stdout, res.Digest)
+	return nil
+}
+
+func (a *app) fillPushedManifest(ctx context.Context, p *buildPlan, res *build.Result) error {
+	b, _, err := p.reg.FetchManifest(ctx, p.repo+"@"+res.Digest.String())
+	if err != nil {
+		return err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	cb, err := p.reg.FetchBlob(ctx, p.repo, m.Config, 1<<20)
+	if err != nil {
+		return err
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(cb, &cfg); err != nil {
+		return err
+	}
+	g, err := vmllb.Build(p.r, p.l, vmllb.Options{BaseConfig: res.BaseConfig})
+	if err != nil {
+		return err
+	}
+	res.SetManifest(&m, &cfg, g)
+	return nil
+}
+
+func (a *app) printPatchReports(res *build.Result) {
+	for _, rep := range res.Patches {
+		status := string(rep.Status)
+		a.log.Info(fmt.Sprintf("patch %s: %s, %s", rep.Patch, status, rep.Summary()))
+	}
+}
+
+// metadata is the --metadata-file document.
+type metadata struct {
+	Digest      string             `json:"containerimage.digest,omitempty"`
+	Commit      string             `json:"commit"`
+	CommitTime  time.Time          `json:"commitTime"`
+	Epoch       int64              `json:"sourceDateEpoch"`
+	LLBDigest   string             `json:"llbDigest,omitempty"`
+	BuildKit    string             `json:"buildkitVersion,omitempty"`
+	Steps       []build.StepResult `json:"steps"`
+	Patches     any                `json:"patches"`
+	Vertices    []build.Vertex     `json:"vertices,omitempty"`
+	BytesPushed int64              `json:"bytesPushed"`
+	StartedOn   time.Time          `json:"startedOn"`
+	FinishedOn  time.Time          `json:"finishedOn,omitzero"`
+	Published   *publishReport     `json:"published,omitempty"`
+}
+
+func writeMetadata(path string, res *build.Result, pub *publishReport) error {
+	m := metadata{
+		Digest: res.Digest.String(), Commit: res.Commit, CommitTime: res.CommitTime, Epoch: res.Epoch,
+		LLBDigest: res.LLBDigest.String(), BuildKit: res.BuildKit, Steps: res.Steps, Patches: res.Patches,
+		Vertices: res.Vertices, BytesPushed: res.BytesPushed, StartedOn: res.StartedOn, FinishedOn: res.FinishedOn, Published: pub,
+	}
+	if m.Steps == nil {
+		m.Steps = []build.StepResult{}
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmbuild/vmbuild/llb"
+	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/patch"
+	"github.com/vmbuild/vmbuild/recipe"
+)
+
+func (a *app) lockCommand() *cobra.Command {
+	var update bool
+	var commit string
+	var conn connFlags
+	cmd := &cobra.Command{
+		Use:   "lock RECIPE",
+		Short: "Pin the recipe's inputs in NAME.lock.json",
+		Long: `Resolve the upstream ref to a commit and its commit time, the base image and
+the Dockerfile's images (and its # syntax= frontend) to digests, and record the
+sha256 of the recipe and each patch, in NAME.lock.json beside the recipe.
+
+Without --update an existing lock keeps its pinned commit and image digests
+(only what the recipe changed is re-resolved). --update moves to the ref's
+current head. --commit pins a commit by hand.`,
+		Args: usageArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			r, err := recipe.Load(args[0])
+			if err != nil {
+				return err
+			}
+			var prev *lock.Lock
+			if _, err := os.Stat(r.LockPath()); err == nil {
+				prev, err = lock.Read(r.LockPath())
+				if err != nil {
+					return err
+				}
+			}
+			l, err := a.relock(ctx, r, prev, lock.Options{Update: update, Commit: commit}, conn.registryClient(a))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s: %s %s (%s)\n", r.LockPath(), r.Upstream.Ref, l.Upstream.Commit, l.Upstream.CommitTime.Format("2006-01-02T15:04:05Z"))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&update, "update", false, "move to the ref's current head and re-resolve image tags")
+	cmd.Flags().StringVar(&commit, "commit", "", "pin this commit (hash, or a ref resolved once)")
+	cmd.Flags().StringSliceVar(&conn.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
+	return cmd
+}
+
+// dockerfileFilter applies the recipe's diff patches to the Dockerfile
+// before its images are pinned, so a patch that changes a FROM line pins
+// the image the build will use. Script patches cannot run outside the
+// build; a script that edits the Dockerfile's images is caught at build
+// time by the source policy (an unpinned image is refused).
+func dockerfileFilter(r *recipe.Recipe) func(ctx context.Context, path string, content []byte) ([]byte, error) {
+	return func(ctx context.Context, path string, content []byte) ([]byte, error) {
+		for _, p := range r.Patches {
+			if p.Kind != recipe.PatchDiff {
+				continue
+			}
+			parsed, err := patch.Parse(p.Name, p.Content)
+			if err != nil {
+				return nil, err
+			}
+			var files []*patch.FileDiff
+			for _, f := range parsed.Files {
+				if f.Path() == path || f.OldPath == path {
+					files = append(files, f)
+				}
+			}
+			if len(files) == 0 {
+				continue
+			}
+			dir, err := os.MkdirTemp("", "vmbuild-dockerfile-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(dir)
+			target := filepath.Join(dir, filepath.FromSlash(path))
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(target, content, 0o644); err != nil {
+				return nil, err
+			}
+			sub := &patch.Patch{Name: parsed.Name, Files: files}
+			rep, err := sub.Apply(ctx, dir, patch.WithOffset(p.Offset), patch.WithFuzz(p.Fuzz), patch.WithOptional(true))
+			if err != nil {
+				return nil, fmt.Errorf("applying patch %q to %s: %w", p.Name, path, err)
+			}
+			if err := rep.Err(""); err != nil {
+				return nil, err
+			}
+			if content, err = os.ReadFile(target); err != nil {
+				return nil, err
+			}
+		}
+		return content, nil
+	}
+}
+
+func (a *app) graphCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "graph RECIPE",
+		Short: "Print the recipe's layer graph as Graphviz DOT (no daemon needed)",
+		Long: `Print the recipe's layer graph as Graphviz DOT: source, patches, layers with
+their inputs, and the image. Needs no daemon and no network. Without a lock
+file the graph shows placeholder pins.
+
+  vmbuild graph recipes/demo/demo.yaml | dot -Tsvg > graph.svg`,
+		Args: usageArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := recipe.Load(args[0])
+			if err != nil {
+				return err
+			}
+			l, err := lock.Read(r.LockPath())
+			if err != nil {
+				l = placeholderLock(r)
+			}
+			g, err := llb.Build(r, l, llb.Options{})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(a.stdout, g.DOT())
+			return err
+		},
+	}
+}
+
+// placeholderLock stands in for a missing lock in `vmbuild graph`.
+func placeholderLock(r *recipe.Recipe) *lock.Lock {
+	l := &lock.Lock{LockVersion: lock.Version,
+		Upstream: lock.Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref, Commit: "0000000000000000000000000000000000000000"}}
+	zero := "sha256:" + fmt.Sprintf("%064d", 0)
+	if r.Base != "" {
+		l.Base = &lock.ImagePin{Ref: lock.NormalizeImageRef(r.Base), Digest: zero}
+	}
+	for _, p := range r.Patches {
+		l.Patches = append(l.Patches, lock.PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
+	}
+	return l
+}

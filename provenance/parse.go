@@ -1,0 +1,425 @@
+package provenance
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/vmbuild/vmbuild/errs"
+)
+
+// MaxStatementBytes bounds the statement Parse accepts.
+const MaxStatementBytes = 16 << 20
+
+// Parse reads a statement written by [New] back into an Info, strictly:
+// the statement type, predicate type and build type must be vmbuild's;
+// unknown fields anywhere in the statement, unknown keys in
+// externalParameters and internalParameters, missing fields, and
+// resolvedDependencies that disagree with externalParameters are errors.
+// Every refusal is an *errs.VerificationError (check "provenance") naming
+// the field.
+func Parse(data []byte) (*Info, error) {
+	info, err := parse(data)
+	if err != nil {
+		return nil, &errs.VerificationError{Check: "provenance", Reason: err.Error()}
+	}
+	return info, nil
+}
+
+func parse(data []byte) (*Info, error) {
+	if len(data) > MaxStatementBytes {
+		return nil, fmt.Errorf("statement is %d bytes, more than %d", len(data), MaxStatementBytes)
+	}
+	var st intoto.Statement
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("parsing statement: %v", err)
+	}
+	if st.GetType() != intoto.StatementTypeUri {
+		return nil, fmt.Errorf("_type is %q, want %q", st.GetType(), intoto.StatementTypeUri)
+	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("statement: %v", err)
+	}
+	if st.GetPredicateType() != PredicateType {
+		return nil, fmt.Errorf("predicateType is %q, want %q", st.GetPredicateType(), PredicateType)
+	}
+	info := &Info{}
+	if len(st.GetSubject()) != 1 {
+		return nil, fmt.Errorf("subject has %d entries, want 1", len(st.GetSubject()))
+	}
+	sub := st.GetSubject()[0]
+	if err := onlyDigest("subject[0]", sub.GetDigest(), "sha256", hex64.MatchString); err != nil {
+		return nil, err
+	}
+	if sub.GetName() == "" {
+		return nil, fmt.Errorf("subject[0].name is empty")
+	}
+	if sub.GetUri() != "" || len(sub.GetContent()) > 0 || sub.GetDownloadLocation() != "" || sub.GetMediaType() != "" || sub.GetAnnotations() != nil {
+		return nil, fmt.Errorf("subject[0] has fields other than name and digest")
+	}
+	info.Subject = Subject{Name: sub.GetName(), Digest: "sha256:" + sub.GetDigest()["sha256"]}
+
+	predJSON, err := protojson.Marshal(st.GetPredicate())
+	if err != nil {
+		return nil, fmt.Errorf("predicate: %v", err)
+	}
+	var prov slsa.Provenance
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(predJSON, &prov); err != nil {
+		return nil, fmt.Errorf("predicate: %v", err)
+	}
+	if err := prov.Validate(); err != nil {
+		return nil, fmt.Errorf("predicate: %v", err)
+	}
+	bd := prov.GetBuildDefinition()
+	if bd.GetBuildType() != BuildType {
+		return nil, fmt.Errorf("buildDefinition.buildType is %q, want %q", bd.GetBuildType(), BuildType)
+	}
+	if err := parseExternal(bd.GetExternalParameters(), info); err != nil {
+		return nil, err
+	}
+	if err := parseInternal(bd.GetInternalParameters(), info); err != nil {
+		return nil, err
+	}
+	if err := parseDeps(bd.GetResolvedDependencies(), info); err != nil {
+		return nil, err
+	}
+	rd := prov.GetRunDetails()
+	if len(rd.GetByproducts()) > 0 {
+		return nil, fmt.Errorf("runDetails.byproducts is not part of buildType v1")
+	}
+	b := rd.GetBuilder()
+	if len(b.GetVersion()) > 0 || len(b.GetBuilderDependencies()) > 0 {
+		return nil, fmt.Errorf("runDetails.builder has fields other than id")
+	}
+	info.BuilderID = b.GetId()
+	if md := rd.GetMetadata(); md != nil {
+		info.InvocationID = md.GetInvocationId()
+		if md.GetStartedOn() != nil {
+			info.StartedOn = md.GetStartedOn().AsTime().UTC()
+		}
+		if md.GetFinishedOn() != nil {
+			info.FinishedOn = md.GetFinishedOn().AsTime().UTC()
+		}
+	}
+	if !info.StartedOn.IsZero() && !info.FinishedOn.IsZero() && info.FinishedOn.Before(info.StartedOn) {
+		return nil, fmt.Errorf("runDetails.metadata.finishedOn is before startedOn")
+	}
+	return info, nil
+}
+
+// object checks that v is an object with exactly the keys required plus
+// any of optional.
+func object(path string, v *structpb.Value, required []string, optional ...string) (map[string]*structpb.Value, error) {
+	s := v.GetStructValue()
+	if s == nil {
+		return nil, fmt.Errorf("%s: want an object", path)
+	}
+	m := s.GetFields()
+	for k := range m {
+		if !slices.Contains(required, k) && !slices.Contains(optional, k) {
+			return nil, fmt.Errorf("%s: unknown key %q", path, k)
+		}
+	}
+	for _, k := range required {
+		if _, ok := m[k]; !ok {
+			return nil, fmt.Errorf("%s: missing key %q", path, k)
+		}
+	}
+	return m, nil
+}
+
+func str(path string, v *structpb.Value) (string, error) {
+	sv, ok := v.GetKind().(*structpb.Value_StringValue)
+	if !ok {
+		return "", fmt.Errorf("%s: want a string", path)
+	}
+	return sv.StringValue, nil
+}
+
+func nonEmpty(path string, v *structpb.Value) (string, error) {
+	s, err := str(path, v)
+	if err == nil && s == "" {
+		err = fmt.Errorf("%s: is empty", path)
+	}
+	return s, err
+}
+
+func list(path string, v *structpb.Value) ([]*structpb.Value, error) {
+	lv, ok := v.GetKind().(*structpb.Value_ListValue)
+	if !ok {
+		return nil, fmt.Errorf("%s: want a list", path)
+	}
+	return lv.ListValue.GetValues(), nil
+}
+
+func parseExternal(ext *structpb.Struct, info *Info) error {
+	const p = "externalParameters"
+	top, err := object(p, structpb.NewStructValue(ext), []string{"recipe", "upstream", "patches", "build"})
+	if err != nil {
+		return err
+	}
+	rec, err := object(p+".recipe", top["recipe"], []string{"name", "path", "sha256"})
+	if err != nil {
+		return err
+	}
+	if info.Recipe.Name, err = nonEmpty(p+".recipe.name", rec["name"]); err != nil {
+		return err
+	}
+	if info.Recipe.Path, err = nonEmpty(p+".recipe.path", rec["path"]); err != nil {
+		return err
+	}
+	if info.Recipe.SHA256, err = str(p+".recipe.sha256", rec["sha256"]); err != nil {
+		return err
+	}
+	if !hex64.MatchString(info.Recipe.SHA256) {
+		return fmt.Errorf("%s.recipe.sha256: not 64 lowercase hex", p)
+	}
+
+	up, err := object(p+".upstream", top["upstream"], []string{"repository", "ref"})
+	if err != nil {
+		return err
+	}
+	if info.Upstream.URL, err = nonEmpty(p+".upstream.repository", up["repository"]); err != nil {
+		return err
+	}
+	if clean, err := SanitizeURL(info.Upstream.URL); err != nil || clean != info.Upstream.URL {
+		return fmt.Errorf("%s.upstream.repository: not a sanitized URL", p)
+	}
+	if info.Upstream.Ref, err = str(p+".upstream.ref", up["ref"]); err != nil {
+		return err
+	}
+
+	patches, err := list(p+".patches", top["patches"])
+	if err != nil {
+		return err
+	}
+	info.Patches = make([]Patch, 0, len(patches))
+	seen := map[string]bool{}
+	for i, pv := range patches {
+		pp := fmt.Sprintf("%s.patches[%d]", p, i)
+		pm, err := object(pp, pv, []string{"name", "kind", "sha256"})
+		if err != nil {
+			return err
+		}
+		var pt Patch
+		if pt.Name, err = nonEmpty(pp+".name", pm["name"]); err != nil {
+			return err
+		}
+		if seen[pt.Name] {
+			return fmt.Errorf("%s.name: patch %q appears twice", pp, pt.Name)
+		}
+		seen[pt.Name] = true
+		if pt.Kind, err = str(pp+".kind", pm["kind"]); err != nil {
+			return err
+		}
+		if pt.Kind != PatchKindDiff && pt.Kind != PatchKindScript {
+			return fmt.Errorf("%s.kind: %q is not %q or %q", pp, pt.Kind, PatchKindDiff, PatchKindScript)
+		}
+		if pt.SHA256, err = str(pp+".sha256", pm["sha256"]); err != nil {
+			return err
+		}
+		if !hex64.MatchString(pt.SHA256) {
+			return fmt.Errorf("%s.sha256: not 64 lowercase hex", pp)
+		}
+		info.Patches = append(info.Patches, pt)
+	}
+
+	bs := top["build"].GetStructValue()
+	if bs == nil {
+		return fmt.Errorf("%s.build: want an object", p)
+	}
+	mode, err := str(p+".build.mode", bs.GetFields()["mode"])
+	if err != nil {
+		return err
+	}
+	switch mode {
+	case ModeDockerfile:
+		bm, err := object(p+".build", top["build"], []string{"mode", "dockerfile"})
+		if err != nil {
+			return err
+		}
+		df, err := object(p+".build.dockerfile", bm["dockerfile"], []string{"path", "target", "args"})
+		if err != nil {
+			return err
+		}
+		d := &Dockerfile{}
+		if d.Path, err = nonEmpty(p+".build.dockerfile.path", df["path"]); err != nil {
+			return err
+		}
+		if d.Target, err = str(p+".build.dockerfile.target", df["target"]); err != nil {
+			return err
+		}
+		as := df["args"].GetStructValue()
+		if as == nil {
+			return fmt.Errorf("%s.build.dockerfile.args: want an object", p)
+		}
+		d.Args = map[string]string{}
+		for _, k := range sortedKeys(as.GetFields()) {
+			if k == "" {
+				return fmt.Errorf("%s.build.dockerfile.args: empty name", p)
+			}
+			if d.Args[k], err = str(p+".build.dockerfile.args."+k, as.GetFields()[k]); err != nil {
+				return err
+			}
+		}
+		info.Dockerfile = d
+	case ModeNative:
+		bm, err := object(p+".build", top["build"], []string{"mode", "layers"})
+		if err != nil {
+			return err
+		}
+		ls, err := list(p+".build.layers", bm["layers"])
+		if err != nil {
+			return err
+		}
+		if len(ls) == 0 {
+			return fmt.Errorf("%s.build.layers: is empty", p)
+		}
+		n := &Native{Layers: make([]string, 0, len(ls))}
+		for i, lv := range ls {
+			l, err := nonEmpty(fmt.Sprintf("%s.build.layers[%d]", p, i), lv)
+			if err != nil {
+				return err
+			}
+			n.Layers = append(n.Layers, l)
+		}
+		info.Native = n
+	default:
+		return fmt.Errorf("%s.build.mode: %q is not %q or %q", p, mode, ModeDockerfile, ModeNative)
+	}
+	return nil
+}
+
+func parseInternal(in *structpb.Struct, info *Info) error {
+	const p = "internalParameters"
+	if in == nil {
+		return fmt.Errorf("%s: missing", p)
+	}
+	m, err := object(p, structpb.NewStructValue(in), []string{"buildkitVersion", "llbDigest"})
+	if err != nil {
+		return err
+	}
+	if info.BuildKitVersion, err = nonEmpty(p+".buildkitVersion", m["buildkitVersion"]); err != nil {
+		return err
+	}
+	if info.LLBDigest, err = str(p+".llbDigest", m["llbDigest"]); err != nil {
+		return err
+	}
+	if !digestRe.MatchString(info.LLBDigest) {
+		return fmt.Errorf("%s.llbDigest: %q is not a digest", p, info.LLBDigest)
+	}
+	return nil
+}
+
+// onlyDigest checks that a digest set holds exactly one algorithm.
+func onlyDigest(path string, d map[string]string, alg string, valid func(string) bool) error {
+	if len(d) != 1 {
+		return fmt.Errorf("%s.digest: want exactly {%q: …}", path, alg)
+	}
+	v, ok := d[alg]
+	if !ok {
+		return fmt.Errorf("%s.digest: want %q", path, alg)
+	}
+	if !valid(v) {
+		return fmt.Errorf("%s.digest.%s: malformed", path, alg)
+	}
+	return nil
+}
+
+func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
+	const p = "resolvedDependencies"
+	want := 2 + len(info.Patches)
+	hasFrontend := len(deps) > 2 && deps[2].GetName() == DepFrontend && strings.HasPrefix(deps[2].GetUri(), "pkg:docker/")
+	if hasFrontend {
+		want++
+	}
+	if len(deps) != want {
+		return fmt.Errorf("%s: %d entries, want %d (source, base, [frontend,] one per patch)", p, len(deps), want)
+	}
+	for i, d := range deps {
+		if len(d.GetContent()) > 0 || d.GetDownloadLocation() != "" || d.GetMediaType() != "" {
+			return fmt.Errorf("%s[%d]: unexpected content, downloadLocation or mediaType", p, i)
+		}
+		if i > 0 && d.GetAnnotations() != nil {
+			return fmt.Errorf("%s[%d]: unexpected annotations", p, i)
+		}
+	}
+
+	src := deps[0]
+	if src.GetName() != DepSource {
+		return fmt.Errorf("%s[0].name: %q, want %q", p, src.GetName(), DepSource)
+	}
+	if err := onlyDigest(p+"[0]", src.GetDigest(), "gitCommit", gitSHA.MatchString); err != nil {
+		return err
+	}
+	info.Upstream.Commit = src.GetDigest()["gitCommit"]
+	if want := GitURI(info.Upstream.URL, info.Upstream.Ref); src.GetUri() != want {
+		return fmt.Errorf("%s[0].uri: %q does not match externalParameters.upstream (%q)", p, src.GetUri(), want)
+	}
+	if ann := src.GetAnnotations(); ann != nil {
+		m, err := object(p+"[0].annotations", structpb.NewStructValue(ann), []string{"commitTime"})
+		if err != nil {
+			return err
+		}
+		ct, err := str(p+"[0].annotations.commitTime", m["commitTime"])
+		if err != nil {
+			return err
+		}
+		t, err := time.Parse(time.RFC3339, ct)
+		if err != nil || t.Format(time.RFC3339) != ct || t.Location() != time.UTC {
+			return fmt.Errorf("%s[0].annotations.commitTime: %q is not an RFC 3339 UTC time", p, ct)
+		}
+		info.Upstream.CommitTime = t.UTC()
+	}
+
+	image := func(i int, name string) (Image, error) {
+		d := deps[i]
+		if d.GetName() != name {
+			return Image{}, fmt.Errorf("%s[%d].name: %q, want %q", p, i, d.GetName(), name)
+		}
+		if err := onlyDigest(fmt.Sprintf("%s[%d]", p, i), d.GetDigest(), "sha256", hex64.MatchString); err != nil {
+			return Image{}, err
+		}
+		ref, err := refFromPURL(d.GetUri())
+		if err != nil {
+			return Image{}, fmt.Errorf("%s[%d].uri: %v", p, i, err)
+		}
+		return Image{Ref: ref, Digest: "sha256:" + d.GetDigest()["sha256"]}, nil
+	}
+	var err error
+	if info.Base, err = image(1, DepBase); err != nil {
+		return err
+	}
+	next := 2
+	if hasFrontend {
+		fe, err := image(2, DepFrontend)
+		if err != nil {
+			return err
+		}
+		info.Frontend = &fe
+		next = 3
+	}
+	for i, pt := range info.Patches {
+		d := deps[next+i]
+		dp := fmt.Sprintf("%s[%d]", p, next+i)
+		if d.GetName() != pt.Name {
+			return fmt.Errorf("%s.name: %q, want patch %q (externalParameters.patches[%d])", dp, d.GetName(), pt.Name, i)
+		}
+		if d.GetUri() != "" {
+			return fmt.Errorf("%s.uri: a patch has no uri", dp)
+		}
+		if err := onlyDigest(dp, d.GetDigest(), "sha256", hex64.MatchString); err != nil {
+			return err
+		}
+		if d.GetDigest()["sha256"] != pt.SHA256 {
+			return fmt.Errorf("%s.digest.sha256: does not match externalParameters.patches[%d].sha256", dp, i)
+		}
+	}
+	return nil
+}

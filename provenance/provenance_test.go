@@ -1,0 +1,378 @@
+package provenance
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmbuild/vmbuild/errs"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func marshalInput(t testing.TB, in Input) []byte {
+	t.Helper()
+	st, err := New(in)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	b, err := Marshal(st)
+	if err != nil {
+		t.Fatalf("Marshal: %v", err)
+	}
+	return b
+}
+
+func TestGolden(t *testing.T) {
+	got := marshalInput(t, sampleInput())
+	const path = "testdata/golden-dockerfile.json"
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("statement differs from %s:\n got %s\nwant %s", path, got, want)
+	}
+	// Deterministic: the same input gives the same bytes every time (maps,
+	// protojson's randomized spacing).
+	for i := 0; i < 20; i++ {
+		if again := marshalInput(t, sampleInput()); !bytes.Equal(again, got) {
+			t.Fatal("Marshal is not deterministic")
+		}
+	}
+	// Layout checks that do not depend on the golden file.
+	var doc map[string]any
+	if err := json.Unmarshal(got, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["predicateType"] != "https://slsa.dev/provenance/v1" || doc["_type"] != "https://in-toto.io/Statement/v1" {
+		t.Fatalf("types: %v %v", doc["_type"], doc["predicateType"])
+	}
+	bd := doc["predicate"].(map[string]any)["buildDefinition"].(map[string]any)
+	if bd["buildType"] != BuildType {
+		t.Fatalf("buildType %v", bd["buildType"])
+	}
+	ext := bd["externalParameters"].(map[string]any)
+	if len(ext) != 4 {
+		t.Fatalf("externalParameters keys: %v", ext)
+	}
+	if !bytes.Contains(got, []byte(`"<html>":"a&b"`)) {
+		t.Fatal("HTML characters are escaped; want them verbatim")
+	}
+}
+
+func TestCredentialsNeverRecorded(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://user:ghp_secret@github.com/x/y.git", "https://github.com/x/y.git"},
+		{"https://ghp_tokenonly@github.com/x/y.git", "https://github.com/x/y.git"},
+		{"https://oauth2:glpat-tok@gitlab.example.com/g/p.git", "https://gitlab.example.com/g/p.git"},
+		{"https://gitlab.example.com/g/p.git?private_token=tok&x=1#access_token=tok", "https://gitlab.example.com/g/p.git"},
+		{"http://u:p@127.0.0.1:8080/r.git", "http://127.0.0.1:8080/r.git"},
+		{"ssh://git@github.com/x/y.git", "ssh://git@github.com/x/y.git"},
+		{"ssh://git:sshpass@github.com:22/x/y.git", "ssh://git@github.com:22/x/y.git"},
+		{"git+ssh://deploy:pw@host/x.git", "git+ssh://deploy@host/x.git"},
+		{"git://127.0.0.1/x.git", "git://127.0.0.1/x.git"},
+		{"git://user:pw@127.0.0.1/x.git", "git://127.0.0.1/x.git"},
+		{"git@github.com:x/y.git", "git@github.com:x/y.git"},
+		{"git:scppass@github.com:x/y.git", "git@github.com:x/y.git"},
+		{"/srv/git/x.git", "/srv/git/x.git"},
+	} {
+		got, err := SanitizeURL(tc.in)
+		if err != nil {
+			t.Errorf("SanitizeURL(%q): %v", tc.in, err)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("SanitizeURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"https://user:pw@exa mple.com/x", "https://%zz@host/x", ""} {
+		_, err := SanitizeURL(bad)
+		if err == nil {
+			t.Errorf("SanitizeURL(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "%zz") {
+			t.Errorf("SanitizeURL(%q) error echoes the credential: %v", bad, err)
+		}
+	}
+	if got := GitURI("git@github.com:x/y.git", "main"); got != "git+ssh://git@github.com/x/y.git@main" {
+		t.Errorf("GitURI(scp) = %q", got)
+	}
+	if got := GitURI("git://h/x.git", "v1"); got != "git://h/x.git@v1" {
+		t.Errorf("GitURI(git://) = %q", got)
+	}
+
+	// Whole statements: no secret survives, whatever the remote.
+	secrets := []string{"ghp_secret", "tok", "hunter2", "sshpass", "zzz", "pw@"}
+	for _, u := range []string{
+		"https://user:ghp_secret@github.com/x/y.git",
+		"https://oauth2:tok@gitlab.example.com/g/p.git?private_token=tok",
+		"ssh://git:sshpass@github.com/x/y.git",
+		"git://user:pw@127.0.0.1/x.git#zzz",
+	} {
+		in := sampleInput()
+		in.Upstream.URL = u
+		in.Dockerfile.Args = map[string]string{"PIP_INDEX": "--index-url https://me:hunter2@pypi.example/simple?token=zzz"}
+		b := marshalInput(t, in)
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("statement for %q contains %q:\n%s", u, s, b)
+			}
+		}
+		info, err := Parse(b)
+		if err != nil {
+			t.Fatalf("Parse: %v", err)
+		}
+		if strings.Contains(info.Upstream.URL, "@") && !strings.HasPrefix(info.Upstream.URL, "ssh://git@") {
+			t.Errorf("parsed URL keeps user info: %q", info.Upstream.URL)
+		}
+	}
+	if got := RedactValue("a https://u:p@h/x?sig=1&keep=2 b"); got != "a https://h/x?keep=2 b" {
+		t.Errorf("RedactValue = %q", got)
+	}
+}
+
+func TestParseRoundTrip(t *testing.T) {
+	golden, err := os.ReadFile("testdata/golden-dockerfile.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Parse(golden)
+	if err != nil {
+		t.Fatalf("Parse(golden): %v", err)
+	}
+	in := sampleInput()
+	want := Info(in)
+	want.Upstream.URL = "https://github.com/acme/app.git"
+	want.Upstream.CommitTime = in.Upstream.CommitTime.UTC()
+	want.Dockerfile = &Dockerfile{Path: "Dockerfile", Target: "runtime", Args: map[string]string{"RUBY_VERSION": "3.3", "MIRROR": "https://mirror.example/x?arch=amd64", "<html>": "a&b"}}
+	want.Base.Ref = "docker.io/library/ruby:3.3-slim"
+	want.Frontend = &Image{Ref: "docker.io/docker/dockerfile:1.7", Digest: in.Frontend.Digest}
+	want.BuilderID = DefaultBuilderID
+	if !reflect.DeepEqual(*info, want) {
+		t.Fatalf("Parse(golden) =\n%+v\nwant\n%+v", *info, want)
+	}
+	// New(Parse(x)) == x: a parsed statement re-marshals to the same bytes.
+	if again := marshalInput(t, Input(*info)); !bytes.Equal(again, golden) {
+		t.Fatalf("round trip changed the statement:\n%s\n%s", again, golden)
+	}
+
+	// Native mode, no frontend, no patches, no times, another registry.
+	n := Input{
+		Subject:         Subject{Name: "ghcr.io/acme/app", Digest: "sha256:" + strings.Repeat("1", 64)},
+		Recipe:          Recipe{Name: "n", Path: "n.yaml", SHA256: strings.Repeat("2", 64)},
+		Upstream:        Upstream{URL: "git://127.0.0.1/n.git", Commit: strings.Repeat("3", 40)},
+		Native:          &Native{Layers: []string{"deps", "app"}},
+		BuildKitVersion: "v0.34.2",
+		LLBDigest:       "sha256:" + strings.Repeat("4", 64),
+		Base:            Image{Ref: "127.0.0.1:5000/base/busybox@sha256:" + strings.Repeat("5", 64), Digest: "sha256:" + strings.Repeat("5", 64)},
+		BuilderID:       "https://ci.example/runner@v2",
+	}
+	b := marshalInput(t, n)
+	if !bytes.Contains(b, []byte(`"uri":"pkg:docker/base/busybox@sha256%3A5555`)) || !bytes.Contains(b, []byte(`?repository_url=127.0.0.1:5000"`)) {
+		t.Fatalf("base purl: %s", b)
+	}
+	if !bytes.Contains(b, []byte(`"build":{"layers":["deps","app"],"mode":"native"}`)) {
+		t.Fatalf("native build: %s", b)
+	}
+	ni, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse(native): %v", err)
+	}
+	wantN := Info(n)
+	wantN.Patches = []Patch{}
+	if !reflect.DeepEqual(*ni, wantN) {
+		t.Fatalf("Parse(native) =\n%+v\nwant\n%+v", *ni, wantN)
+	}
+}
+
+// mutate applies f to the golden statement as generic JSON.
+func mutate(t *testing.T, f func(doc map[string]any)) []byte {
+	t.Helper()
+	golden, err := os.ReadFile("testdata/golden-dockerfile.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(golden, &doc); err != nil {
+		t.Fatal(err)
+	}
+	f(doc)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func bdOf(doc map[string]any) map[string]any {
+	return doc["predicate"].(map[string]any)["buildDefinition"].(map[string]any)
+}
+func extOf(doc map[string]any) map[string]any { return bdOf(doc)["externalParameters"].(map[string]any) }
+func depsOf(doc map[string]any) []any         { return bdOf(doc)["resolvedDependencies"].([]any) }
+
+func TestParseRefusals(t *testing.T) {
+	golden, _ := os.ReadFile("testdata/golden-dockerfile.json")
+	cases := map[string][]byte{
+		"truncated":              golden[:len(golden)/2],
+		"empty":                  nil,
+		"not json":               []byte("hello"),
+		"json array":             []byte("[]"),
+		"unknown ext key":        mutate(t, func(d map[string]any) { extOf(d)["cacheFrom"] = "x" }),
+		"unknown ext nested key": mutate(t, func(d map[string]any) { extOf(d)["recipe"].(map[string]any)["extra"] = "x" }),
+		"ext key case":           mutate(t, func(d map[string]any) { e := extOf(d); e["Recipe"] = e["recipe"]; delete(e, "recipe") }),
+		"missing patches":        mutate(t, func(d map[string]any) { delete(extOf(d), "patches") }),
+		"unknown internal key":   mutate(t, func(d map[string]any) { bdOf(d)["internalParameters"].(map[string]any)["x"] = "y" }),
+		"wrong predicateType":    mutate(t, func(d map[string]any) { d["predicateType"] = "https://slsa.dev/provenance/v0.2" }),
+		"wrong buildType":        mutate(t, func(d map[string]any) { bdOf(d)["buildType"] = "https://mobyproject.org/buildkit@v1" }),
+		"wrong _type":            mutate(t, func(d map[string]any) { d["_type"] = "https://in-toto.io/Statement/v0.1" }),
+		"unknown top-level":      mutate(t, func(d map[string]any) { d["extra"] = 1 }),
+		"unknown in predicate":   mutate(t, func(d map[string]any) { d["predicate"].(map[string]any)["extra"] = 1 }),
+		"two subjects": mutate(t, func(d map[string]any) {
+			s := d["subject"].([]any)
+			d["subject"] = append(s, s[0])
+		}),
+		"subject sha512": mutate(t, func(d map[string]any) {
+			d["subject"].([]any)[0].(map[string]any)["digest"] = map[string]any{"sha512": strings.Repeat("a", 128)}
+		}),
+		"bad mode": mutate(t, func(d map[string]any) { extOf(d)["build"].(map[string]any)["mode"] = "magic" }),
+		"dockerfile with layers": mutate(t, func(d map[string]any) {
+			extOf(d)["build"].(map[string]any)["layers"] = []any{"x"}
+		}),
+		"arg not a string": mutate(t, func(d map[string]any) {
+			extOf(d)["build"].(map[string]any)["dockerfile"].(map[string]any)["args"].(map[string]any)["N"] = 3
+		}),
+		"bad patch kind": mutate(t, func(d map[string]any) {
+			extOf(d)["patches"].([]any)[0].(map[string]any)["kind"] = "sed"
+		}),
+		"patch digest mismatch": mutate(t, func(d map[string]any) {
+			depsOf(d)[3].(map[string]any)["digest"] = map[string]any{"sha256": strings.Repeat("9", 64)}
+		}),
+		"patch dependency missing": mutate(t, func(d map[string]any) {
+			bdOf(d)["resolvedDependencies"] = depsOf(d)[:4]
+		}),
+		"source uri mismatch": mutate(t, func(d map[string]any) {
+			depsOf(d)[0].(map[string]any)["uri"] = "git+https://evil.example/app.git@refs/tags/v1.2.3"
+		}),
+		"credentials in repository": mutate(t, func(d map[string]any) {
+			extOf(d)["upstream"].(map[string]any)["repository"] = "https://u:p@github.com/acme/app.git"
+		}),
+		"base not purl": mutate(t, func(d map[string]any) {
+			depsOf(d)[1].(map[string]any)["uri"] = "docker.io/library/ruby:3.3-slim"
+		}),
+		"no builder": mutate(t, func(d map[string]any) {
+			d["predicate"].(map[string]any)["runDetails"].(map[string]any)["builder"] = map[string]any{}
+		}),
+		"finished before started": mutate(t, func(d map[string]any) {
+			d["predicate"].(map[string]any)["runDetails"].(map[string]any)["metadata"].(map[string]any)["finishedOn"] = "2000-01-01T00:00:00Z"
+		}),
+	}
+	for name, data := range cases {
+		info, err := Parse(data)
+		if err == nil {
+			t.Errorf("%s: accepted: %+v", name, info)
+			continue
+		}
+		var ve *errs.VerificationError
+		if !errors.As(err, &ve) || ve.Check != "provenance" {
+			t.Errorf("%s: want *errs.VerificationError, got %T %v", name, err, err)
+		}
+	}
+	// The unknown key is named in the error.
+	_, err := Parse(cases["unknown ext key"])
+	if err == nil || !strings.Contains(err.Error(), `unknown key "cacheFrom"`) {
+		t.Errorf("unknown key error does not name the key: %v", err)
+	}
+}
+
+func TestNewValidation(t *testing.T) {
+	for name, f := range map[string]func(*Input){
+		"no subject digest":  func(in *Input) { in.Subject.Digest = "" },
+		"subject digest hex": func(in *Input) { in.Subject.Digest = "sha256:XYZ" },
+		"recipe sha":         func(in *Input) { in.Recipe.SHA256 = "abc" },
+		"no upstream":        func(in *Input) { in.Upstream.URL = "" },
+		"commit":             func(in *Input) { in.Upstream.Commit = "main" },
+		"patch kind":         func(in *Input) { in.Patches[0].Kind = "sed" },
+		"dup patch":          func(in *Input) { in.Patches[1].Name = in.Patches[0].Name },
+		"two modes":          func(in *Input) { in.Native = &Native{Layers: []string{"a"}} },
+		"no mode":            func(in *Input) { in.Dockerfile = nil },
+		"llb digest":         func(in *Input) { in.LLBDigest = "nope" },
+		"base ref":           func(in *Input) { in.Base.Ref = "Not A Ref" },
+		"frontend digest":    func(in *Input) { in.Frontend.Digest = "sha256:1" },
+		"times":              func(in *Input) { in.FinishedOn = in.StartedOn.Add(-time.Second) },
+		"buildkit version":   func(in *Input) { in.BuildKitVersion = "" },
+	} {
+		in := sampleInput()
+		f(&in)
+		if _, err := New(in); err == nil {
+			t.Errorf("%s: New accepted invalid input", name)
+		}
+	}
+}
+
+func TestPURL(t *testing.T) {
+	for ref, want := range map[string]string{
+		"alpine":                            "pkg:docker/library/alpine@latest",
+		"alpine:3.20":                       "pkg:docker/library/alpine@3.20",
+		"ghcr.io/o/r:1":                     "pkg:docker/o/r@1?repository_url=ghcr.io",
+		"localhost:5000/x@sha256:" + strings.Repeat("a", 64): "pkg:docker/x@sha256%3A" + strings.Repeat("a", 64) + "?repository_url=localhost:5000",
+	} {
+		got, err := imagePURL(ref)
+		if err != nil || got != want {
+			t.Errorf("imagePURL(%q) = %q, %v; want %q", ref, got, err, want)
+			continue
+		}
+		back, err := refFromPURL(got)
+		if err != nil {
+			t.Errorf("refFromPURL(%q): %v", got, err)
+		}
+		if again, _ := imagePURL(back); again != got {
+			t.Errorf("purl round trip %q -> %q -> %q", got, back, again)
+		}
+	}
+}
+
+// FuzzParse: Parse never panics, refuses with a VerificationError, and
+// anything it accepts survives New/Marshal/Parse unchanged.
+func FuzzParse(f *testing.F) {
+	golden, err := os.ReadFile("testdata/golden-dockerfile.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(golden)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := Parse(data)
+		if err != nil {
+			var ve *errs.VerificationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("refusal is not a VerificationError: %T %v", err, err)
+			}
+			return
+		}
+		st, err := New(Input(*info))
+		if err != nil {
+			t.Fatalf("accepted statement does not rebuild: %v", err)
+		}
+		b, err := Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Parse(b)
+		if err != nil {
+			t.Fatalf("re-marshalled statement does not parse: %v", err)
+		}
+		if !reflect.DeepEqual(again, info) {
+			t.Fatalf("round trip changed the info:\n%+v\n%+v", info, again)
+		}
+	})
+}

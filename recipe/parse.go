@@ -1,0 +1,856 @@
+package recipe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"gopkg.in/yaml.v3"
+
+	"github.com/vmbuild/vmbuild/errs"
+)
+
+// FieldError is one problem in a recipe, located by file, line and the
+// dotted path of the field (e.g. build.layers[1].outputs[0]).
+type FieldError struct {
+	File   string
+	Line   int
+	Column int
+	Field  string
+	Msg    string
+}
+
+func (e *FieldError) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+		if e.Column > 0 {
+			loc = fmt.Sprintf("%s:%d", loc, e.Column)
+		}
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, e.Msg)
+}
+
+// Error lists every problem found in a recipe, in file order.
+type Error struct {
+	File   string
+	Fields []*FieldError
+}
+
+func (e *Error) Error() string {
+	if len(e.Fields) == 1 {
+		return "invalid recipe: " + e.Fields[0].Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid recipe %s: %d problems:", e.File, len(e.Fields))
+	for _, f := range e.Fields {
+		b.WriteString("\n  ")
+		b.WriteString(f.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Is(target error) bool { return target == errs.ErrInvalidRecipe }
+
+// Load reads, parses and validates the recipe at path, and reads the patch
+// files it names (relative to the recipe's directory).
+func Load(path string) (*Recipe, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading recipe: %w: %w", errs.ErrInvalidRecipe, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading recipe: %w", err)
+	}
+	return Parse(path, filepath.Dir(abs), raw, os.ReadFile)
+}
+
+// ReadFileFunc reads a file named by an absolute path.
+type ReadFileFunc func(name string) ([]byte, error)
+
+// Parse parses and validates recipe bytes. file names the recipe in errors;
+// dir is the directory patch paths resolve against; readFile reads them
+// (nil: patch contents are left empty and not checked).
+func Parse(file, dir string, raw []byte, readFile ReadFileFunc) (*Recipe, error) {
+	d := &decoder{file: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		line := 0
+		msg := err.Error()
+		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			msg = strings.TrimSpace(yamlLineRE.ReplaceAllString(msg, ""))
+		}
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		return nil, &Error{File: file, Fields: []*FieldError{{File: file, Line: line, Msg: "malformed YAML: " + msg}}}
+	}
+	r := &Recipe{Path: file, Dir: dir, Raw: raw, SHA256: sha256hex(raw)}
+	if len(doc.Content) == 0 {
+		d.errAt(nil, "", "the file is empty")
+		return nil, d.result()
+	}
+	d.recipe(doc.Content[0], r)
+	if len(d.errs) == 0 {
+		d.validate(r, readFile)
+	}
+	if err := d.result(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`(?:yaml: )?line (\d+):`)
+
+type decoder struct {
+	file string
+	errs []*FieldError
+}
+
+func (d *decoder) result() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
+	return &Error{File: d.file, Fields: d.errs}
+}
+
+func (d *decoder) errAt(n *yaml.Node, field, format string, args ...any) {
+	fe := &FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
+	if n != nil {
+		fe.Line, fe.Column = n.Line, n.Column
+	}
+	d.errs = append(d.errs, fe)
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return "null"
+		case "!!bool":
+			return "a boolean"
+		case "!!int", "!!float":
+			return "a number"
+		}
+		return "a string"
+	}
+	return "something else"
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// fieldSpec maps the keys a mapping allows to their decoders. required
+// lists keys that must be present.
+type fieldSpec struct {
+	fields   map[string]func(n *yaml.Node, field string)
+	required []string
+}
+
+// mapping decodes a mapping node strictly: unknown and duplicate keys are
+// errors, and so are missing required keys.
+func (d *decoder) mapping(n *yaml.Node, field string, spec fieldSpec) bool {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		d.errAt(n, field, "must be a mapping, not %s", kindName(n))
+		return false
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), n.Content[i+1]
+		name := join(field, k.Value)
+		if k.Kind != yaml.ScalarNode {
+			d.errAt(k, field, "keys must be strings")
+			continue
+		}
+		if k.Value == "<<" {
+			d.errAt(k, field, "YAML merge keys (<<) are not supported")
+			continue
+		}
+		if prev, dup := seen[k.Value]; dup {
+			d.errAt(k, name, "duplicate key (first defined on line %d)", prev)
+			continue
+		}
+		seen[k.Value] = k.Line
+		fn, ok := spec.fields[k.Value]
+		if !ok {
+			d.errAt(k, name, "unknown field%s (allowed: %s)", suggest(k.Value, spec.fields), strings.Join(keys(spec.fields), ", "))
+			continue
+		}
+		fn(v, name)
+	}
+	for _, req := range spec.required {
+		if _, ok := seen[req]; !ok {
+			d.errAt(n, join(field, req), "missing required field")
+		}
+	}
+	return true
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func suggest[V any](got string, m map[string]V) string {
+	best, bestD := "", 3
+	for k := range m {
+		if dd := editDistance(strings.ToLower(got), k); dd < bestD {
+			best, bestD = k, dd
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func join(field, key string) string {
+	if field == "" {
+		return key
+	}
+	return field + "." + key
+}
+
+func (d *decoder) str(n *yaml.Node, field string) string {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.errAt(n, field, "must be a string, not %s", kindName(n))
+		return ""
+	}
+	if n.Tag != "!!str" {
+		// Numbers and booleans written unquoted: accept their text only
+		// where the field is a string by nature, but tell the user, since
+		// YAML 1.1 tools read "yes" or 0755 differently.
+		d.errAt(n, field, "must be a string, not %s (quote it: \"%s\")", kindName(n), n.Value)
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) boolean(n *yaml.Node, field string) bool {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+		d.errAt(n, field, "must be true or false, not %s", kindName(n))
+		return false
+	}
+	return n.Value == "true"
+}
+
+func (d *decoder) integer(n *yaml.Node, field string) int {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.errAt(n, field, "must be an integer, not %s", kindName(n))
+		return 0
+	}
+	v, err := strconv.Atoi(n.Value)
+	if err != nil {
+		d.errAt(n, field, "must be an integer: %v", err)
+	}
+	return v
+}
+
+func (d *decoder) list(n *yaml.Node, field string, each func(i int, n *yaml.Node, field string)) {
+	n = resolve(n)
+	if n.Kind != yaml.SequenceNode {
+		d.errAt(n, field, "must be a list, not %s", kindName(n))
+		return
+	}
+	for i, c := range n.Content {
+		each(i, c, fmt.Sprintf("%s[%d]", field, i))
+	}
+}
+
+func (d *decoder) strList(n *yaml.Node, field string) []string {
+	out := []string{}
+	d.list(n, field, func(_ int, c *yaml.Node, f string) {
+		out = append(out, d.str(c, f))
+	})
+	return out
+}
+
+// stringish accepts strings, and numbers and booleans as their text: for
+// env and build-arg values, where `PORT: 3000` is natural.
+func (d *decoder) stringish(n *yaml.Node, field string) string {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		d.errAt(n, field, "must be a string, not %s", kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) strMap(n *yaml.Node, field string) map[string]string {
+	n = resolve(n)
+	out := map[string]string{}
+	if n.Kind != yaml.MappingNode {
+		d.errAt(n, field, "must be a mapping of names to values, not %s", kindName(n))
+		return out
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), n.Content[i+1]
+		name := join(field, k.Value)
+		if prev, dup := seen[k.Value]; dup {
+			d.errAt(k, name, "duplicate key (first defined on line %d)", prev)
+			continue
+		}
+		seen[k.Value] = k.Line
+		out[k.Value] = d.stringish(v, name)
+	}
+	return out
+}
+
+func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
+	var buildNode, imageNode *yaml.Node
+	d.mapping(n, "", fieldSpec{
+		required: []string{"apiVersion", "name", "upstream", "build"},
+		fields: map[string]func(*yaml.Node, string){
+			"apiVersion": func(n *yaml.Node, f string) {
+				r.APIVersion = d.str(n, f)
+				if r.APIVersion != "" && r.APIVersion != APIVersion {
+					d.errAt(n, f, "unsupported apiVersion %q (this vmbuild reads %q)", r.APIVersion, APIVersion)
+				}
+			},
+			"name": func(n *yaml.Node, f string) {
+				r.Name = d.str(n, f)
+				if r.Name != "" && !nameRE.MatchString(r.Name) {
+					d.errAt(n, f, "%q is not a valid name (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters)", r.Name)
+				}
+			},
+			"upstream": func(n *yaml.Node, f string) {
+				d.mapping(n, f, fieldSpec{
+					required: []string{"git", "ref"},
+					fields: map[string]func(*yaml.Node, string){
+						"git": func(n *yaml.Node, f string) {
+							r.Upstream.Git = d.str(n, f)
+							if r.Upstream.Git != "" {
+								if err := checkGitURL(r.Upstream.Git); err != nil {
+									d.errAt(n, f, "%v", err)
+								}
+							}
+						},
+						"ref": func(n *yaml.Node, f string) {
+							r.Upstream.Ref = d.str(n, f)
+							if r.Upstream.Ref != "" && !validRef(r.Upstream.Ref) {
+								d.errAt(n, f, "%q is not a valid git ref", r.Upstream.Ref)
+							}
+						},
+					},
+				})
+			},
+			"base": func(n *yaml.Node, f string) {
+				r.Base = d.str(n, f)
+				if r.Base != "" {
+					if err := CheckImageRef(r.Base); err != nil {
+						d.errAt(n, f, "%v", err)
+					}
+				}
+			},
+			"platform": func(n *yaml.Node, f string) {
+				r.Platform = d.str(n, f)
+				if r.Platform != "" && !platformRE.MatchString(r.Platform) {
+					d.errAt(n, f, "%q is not a platform (os/arch[/variant], e.g. linux/amd64)", r.Platform)
+				}
+			},
+			"patches": func(n *yaml.Node, f string) {
+				d.list(n, f, func(i int, n *yaml.Node, f string) {
+					r.Patches = append(r.Patches, d.patch(n, f))
+				})
+			},
+			"build": func(n *yaml.Node, f string) {
+				buildNode = n
+				d.build(n, f, &r.Build)
+			},
+			"image": func(n *yaml.Node, f string) {
+				imageNode = n
+				d.image(n, f, &r.Image)
+			},
+		},
+	})
+	if r.Image.Workdir == "" {
+		r.Image.Workdir = DefaultWorkdir
+	}
+	if buildNode != nil && r.Build.Dockerfile != nil && imageNode != nil {
+		d.errAt(imageNode, "image", "image settings apply to native builds only; in dockerfile mode the Dockerfile sets them")
+	}
+	if r.NeedsBase() && r.Base == "" && buildNode != nil {
+		why := "native builds run their layers on it"
+		if !r.Build.Native() {
+			why = "script patches run in it"
+		}
+		d.errAt(n, "base", "missing required field (%s)", why)
+	}
+}
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	platformRE = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
+	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	exposeRE   = regexp.MustCompile(`^[0-9]{1,5}(/(tcp|udp|sctp))?$`)
+)
+
+func (d *decoder) patch(n *yaml.Node, field string) Patch {
+	p := Patch{Line: resolve(n).Line}
+	var fileNode *yaml.Node
+	d.mapping(n, field, fieldSpec{
+		fields: map[string]func(*yaml.Node, string){
+			"file": func(n *yaml.Node, f string) {
+				if p.File != "" {
+					d.errAt(n, f, "give either file (a unified diff) or script, not both")
+					return
+				}
+				p.File, p.Kind, fileNode = d.str(n, f), PatchDiff, n
+			},
+			"script": func(n *yaml.Node, f string) {
+				if p.File != "" {
+					d.errAt(n, f, "give either file (a unified diff) or script, not both")
+					return
+				}
+				p.File, p.Kind, fileNode = d.str(n, f), PatchScript, n
+			},
+			"name":     func(n *yaml.Node, f string) { p.Name = d.str(n, f) },
+			"optional": func(n *yaml.Node, f string) { p.Optional = d.boolean(n, f) },
+			"offset":   func(n *yaml.Node, f string) { p.Offset = d.boolean(n, f) },
+			"fuzz": func(n *yaml.Node, f string) {
+				p.Fuzz = d.integer(n, f)
+				if p.Fuzz < 0 || p.Fuzz > 3 {
+					d.errAt(n, f, "must be between 0 and 3")
+				}
+			},
+		},
+	})
+	if p.File == "" && fileNode == nil && resolve(n).Kind == yaml.MappingNode {
+		d.errAt(n, field, "missing file (a unified diff) or script (a shell script)")
+	}
+	if p.File != "" {
+		if err := checkRelPath(p.File); err != nil {
+			d.errAt(fileNode, field, "%v", err)
+		}
+	}
+	if p.Name == "" {
+		p.Name = path.Base(filepath.ToSlash(p.File))
+	}
+	if p.Kind == PatchScript && (p.Offset || p.Fuzz != 0) {
+		d.errAt(n, field, "offset and fuzz apply to diffs, not scripts")
+	}
+	return p
+}
+
+func (d *decoder) build(n *yaml.Node, field string, b *Build) {
+	var haveDockerfile, haveLayers bool
+	d.mapping(n, field, fieldSpec{
+		fields: map[string]func(*yaml.Node, string){
+			"dockerfile": func(n *yaml.Node, f string) {
+				haveDockerfile = true
+				df := &Dockerfile{Path: "Dockerfile", Args: map[string]string{}}
+				if resolve(n).Tag == "!!null" {
+					b.Dockerfile = df
+					return
+				}
+				d.mapping(n, f, fieldSpec{fields: map[string]func(*yaml.Node, string){
+					"path": func(n *yaml.Node, f string) {
+						df.Path = d.str(n, f)
+						if err := checkRelPath(df.Path); err != nil {
+							d.errAt(n, f, "%v", err)
+						}
+					},
+					"target": func(n *yaml.Node, f string) { df.Target = d.str(n, f) },
+					"args": func(n *yaml.Node, f string) {
+						df.Args = d.strMap(n, f)
+						if _, ok := df.Args["SOURCE_COMMIT"]; ok {
+							d.errAt(n, f+".SOURCE_COMMIT", "is set from the lock's commit; remove it")
+						}
+						if _, ok := df.Args["SOURCE_DATE_EPOCH"]; ok {
+							d.errAt(n, f+".SOURCE_DATE_EPOCH", "comes from the lock's commit time; use sourceDateEpochArg: true to pass it to the Dockerfile")
+						}
+					},
+					"sourceDateEpochArg": func(n *yaml.Node, f string) { df.SourceDateEpochArg = d.boolean(n, f) },
+				}})
+				b.Dockerfile = df
+			},
+			"layers": func(n *yaml.Node, f string) {
+				haveLayers = true
+				d.list(n, f, func(i int, n *yaml.Node, f string) {
+					b.Layers = append(b.Layers, d.layer(n, f))
+				})
+				if len(b.Layers) == 0 {
+					d.errAt(n, f, "needs at least one layer")
+				}
+			},
+		},
+	})
+	switch {
+	case haveDockerfile && haveLayers:
+		d.errAt(n, field, "give exactly one of dockerfile or layers, not both")
+	case !haveDockerfile && !haveLayers && resolve(n).Kind == yaml.MappingNode:
+		d.errAt(n, field, "give exactly one of dockerfile or layers")
+	}
+}
+
+func (d *decoder) layer(n *yaml.Node, field string) Layer {
+	l := Layer{Network: NetworkNone, Env: map[string]string{}, Line: resolve(n).Line}
+	d.mapping(n, field, fieldSpec{
+		required: []string{"name", "run", "outputs"},
+		fields: map[string]func(*yaml.Node, string){
+			"name": func(n *yaml.Node, f string) {
+				l.Name = d.str(n, f)
+				if l.Name != "" && !nameRE.MatchString(l.Name) {
+					d.errAt(n, f, "%q is not a valid layer name (lower-case letters, digits, '.', '_', '-')", l.Name)
+				}
+			},
+			"inputs": func(n *yaml.Node, f string) {
+				l.Inputs = d.strList(n, f)
+				for i, in := range l.Inputs {
+					if err := checkGlob(in); err != nil {
+						d.errAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+					}
+				}
+			},
+			"run": func(n *yaml.Node, f string) {
+				l.Run = d.str(n, f)
+				if strings.TrimSpace(l.Run) == "" && resolve(n).Tag == "!!str" {
+					d.errAt(n, f, "must not be empty")
+				}
+			},
+			"outputs": func(n *yaml.Node, f string) {
+				l.Outputs = d.strList(n, f)
+				if len(l.Outputs) == 0 && resolve(n).Kind == yaml.SequenceNode {
+					d.errAt(n, f, "needs at least one absolute path")
+				}
+				for i, o := range l.Outputs {
+					if err := checkAbsPath(o); err != nil {
+						d.errAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+					}
+				}
+			},
+			"needs": func(n *yaml.Node, f string) {
+				l.Needs = d.strList(n, f)
+				if n = resolve(n); n.Kind == yaml.SequenceNode {
+					for _, c := range n.Content {
+						l.needsLines = append(l.needsLines, c.Line)
+					}
+				}
+			},
+			"network": func(n *yaml.Node, f string) {
+				v := d.str(n, f)
+				switch Network(v) {
+				case NetworkNone, NetworkHost:
+					l.Network = Network(v)
+				case "":
+				default:
+					d.errAt(n, f, "must be none or host, not %q", v)
+				}
+			},
+			"env": func(n *yaml.Node, f string) {
+				l.Env = d.strMap(n, f)
+				d.checkEnvKeys(n, f, l.Env)
+			},
+			"cache": func(n *yaml.Node, f string) {
+				l.Cache = d.strList(n, f)
+				for i, c := range l.Cache {
+					if err := checkAbsPath(c); err != nil {
+						d.errAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+					}
+				}
+			},
+			"sourceDateEpoch": func(n *yaml.Node, f string) { l.SourceDateEpoch = d.boolean(n, f) },
+		},
+	})
+	return l
+}
+
+func (d *decoder) checkEnvKeys(n *yaml.Node, f string, env map[string]string) {
+	for _, k := range SortedKeys(env) {
+		if !envKeyRE.MatchString(k) {
+			d.errAt(n, join(f, k), "is not a valid environment variable name")
+		}
+	}
+}
+
+func (d *decoder) image(n *yaml.Node, field string, im *Image) {
+	d.mapping(n, field, fieldSpec{fields: map[string]func(*yaml.Node, string){
+		"workdir": func(n *yaml.Node, f string) {
+			im.Workdir = d.str(n, f)
+			if err := checkAbsPath(im.Workdir); err != nil {
+				d.errAt(n, f, "%v", err)
+			}
+		},
+		"user": func(n *yaml.Node, f string) { im.User = d.stringish(n, f) },
+		"env": func(n *yaml.Node, f string) {
+			im.Env = d.strMap(n, f)
+			d.checkEnvKeys(n, f, im.Env)
+		},
+		"entrypoint": func(n *yaml.Node, f string) { im.Entrypoint = d.strList(n, f) },
+		"cmd":        func(n *yaml.Node, f string) { im.Cmd = d.strList(n, f) },
+		"expose": func(n *yaml.Node, f string) {
+			d.list(n, f, func(i int, c *yaml.Node, f string) {
+				v := d.stringish(c, f)
+				if v != "" && !exposeRE.MatchString(v) {
+					d.errAt(c, f, "%q is not a port (e.g. 3000 or 3000/tcp)", v)
+					return
+				}
+				im.Expose = append(im.Expose, v)
+			})
+		},
+		"labels": func(n *yaml.Node, f string) { im.Labels = d.strMap(n, f) },
+	}})
+}
+
+// validate checks what needs the whole recipe: references between layers,
+// unique names, patch files.
+func (d *decoder) validate(r *Recipe, readFile ReadFileFunc) {
+	names := map[string]int{}
+	for i, l := range r.Build.Layers {
+		f := fmt.Sprintf("build.layers[%d]", i)
+		if prev, dup := names[l.Name]; dup {
+			d.errs = append(d.errs, &FieldError{File: d.file, Line: l.Line, Field: f + ".name", Msg: fmt.Sprintf("duplicate layer name %q (also build.layers[%d])", l.Name, prev)})
+		}
+		names[l.Name] = i
+	}
+	for i, l := range r.Build.Layers {
+		for j, need := range l.Needs {
+			f := fmt.Sprintf("build.layers[%d].needs[%d]", i, j)
+			line := l.Line
+			if j < len(l.needsLines) {
+				line = l.needsLines[j]
+			}
+			if _, ok := names[need]; !ok {
+				d.errs = append(d.errs, &FieldError{File: d.file, Line: line, Field: f, Msg: fmt.Sprintf("no layer named %q", need)})
+			} else if need == l.Name {
+				d.errs = append(d.errs, &FieldError{File: d.file, Line: line, Field: f, Msg: "a layer cannot need itself"})
+			}
+		}
+	}
+	if cyc := findCycle(r); cyc != "" {
+		d.errs = append(d.errs, &FieldError{File: d.file, Field: "build.layers", Msg: "layers need each other in a cycle: " + cyc})
+	}
+	pnames := map[string]int{}
+	for i, p := range r.Patches {
+		f := fmt.Sprintf("patches[%d]", i)
+		if prev, dup := pnames[p.Name]; dup {
+			d.errs = append(d.errs, &FieldError{File: d.file, Line: p.Line, Field: f, Msg: fmt.Sprintf("duplicate patch name %q (also patches[%d]); give one a name:", p.Name, prev)})
+		}
+		pnames[p.Name] = i
+		if readFile == nil || p.File == "" {
+			continue
+		}
+		content, err := readFile(filepath.Join(r.Dir, filepath.FromSlash(p.File)))
+		if err != nil {
+			msg := err.Error()
+			if errors.Is(err, os.ErrNotExist) {
+				msg = fmt.Sprintf("patch file %s does not exist (paths are relative to the recipe's directory %s)", p.File, r.Dir)
+			}
+			d.errs = append(d.errs, &FieldError{File: d.file, Line: p.Line, Field: f, Msg: msg})
+			continue
+		}
+		r.Patches[i].Content = content
+		r.Patches[i].SHA256 = sha256hex(content)
+		if len(content) == 0 {
+			d.errs = append(d.errs, &FieldError{File: d.file, Line: p.Line, Field: f, Msg: fmt.Sprintf("patch file %s is empty", p.File)})
+		}
+	}
+}
+
+func findCycle(r *Recipe) string {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	var found string
+	var visit func(name string) bool
+	visit = func(name string) bool {
+		color[name] = grey
+		stack = append(stack, name)
+		l, _ := r.LayerByName(name)
+		if l != nil {
+			for _, n := range l.Needs {
+				if n == name {
+					continue
+				}
+				switch color[n] {
+				case grey:
+					i := len(stack) - 1
+					for i >= 0 && stack[i] != n {
+						i--
+					}
+					found = strings.Join(append(append([]string{}, stack[i:]...), n), " → ")
+					return true
+				case white:
+					if _, ok := r.LayerByName(n); ok && visit(n) {
+						return true
+					}
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[name] = black
+		return false
+	}
+	for _, l := range r.Build.Layers {
+		if color[l.Name] == white && visit(l.Name) {
+			return found
+		}
+	}
+	return ""
+}
+
+func checkRelPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("must not be empty")
+	case strings.ContainsRune(p, 0):
+		return errors.New("must not contain NUL")
+	case path.IsAbs(filepath.ToSlash(p)):
+		return fmt.Errorf("%q must be a relative path", p)
+	}
+	for _, c := range strings.Split(filepath.ToSlash(p), "/") {
+		if c == ".." {
+			return fmt.Errorf("%q must not contain '..'", p)
+		}
+	}
+	return nil
+}
+
+func checkAbsPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("must not be empty")
+	case !path.IsAbs(p):
+		return fmt.Errorf("%q must be an absolute path", p)
+	case path.Clean(p) == "/":
+		return fmt.Errorf("%q: the root directory is not allowed here", p)
+	case path.Clean(p) != strings.TrimSuffix(p, "/") && path.Clean(p) != p:
+		return fmt.Errorf("%q is not a clean path (did you mean %q?)", p, path.Clean(p))
+	}
+	return nil
+}
+
+func checkGlob(g string) error {
+	if err := checkRelPath(g); err != nil {
+		return err
+	}
+	if _, err := path.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {
+		return fmt.Errorf("%q is not a valid pattern: %v", g, err)
+	}
+	if strings.HasPrefix(path.Clean(g), ".git/") || path.Clean(g) == ".git" {
+		return fmt.Errorf("%q: the source tree has no .git directory", g)
+	}
+	return nil
+}
+
+var scpLikeRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:[^/].*|^[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:/.*`)
+
+func checkGitURL(u string) error {
+	if _, ok := localGitPath(u, "."); ok {
+		return nil
+	}
+	if i := strings.Index(u, "://"); i > 0 {
+		switch u[:i] {
+		case "https", "http", "ssh", "git":
+			return nil
+		default:
+			return fmt.Errorf("unsupported git URL scheme %q (use https, http, ssh, git, or a local path such as ./upstream.git)", u[:i])
+		}
+	}
+	if scpLikeRE.MatchString(u) {
+		return nil
+	}
+	return fmt.Errorf("%q is neither a git URL (https://, ssh://, git://, user@host:path) nor a local path (absolute, or starting with ./ or ../)", u)
+}
+
+func validRef(r string) bool {
+	if r == "" || strings.ContainsAny(r, " ~^:?*[\\\x00") || strings.Contains(r, "..") || strings.HasSuffix(r, ".lock") || strings.HasPrefix(r, "-") {
+		return false
+	}
+	return true
+}
+
+// OCILayoutPrefix marks a base image read from a local OCI image layout
+// directory: oci-layout://DIR[:TAG][@sha256:...].
+const OCILayoutPrefix = "oci-layout://"
+
+// CheckImageRef validates an image reference: a registry reference (tag
+// and/or digest) or an oci-layout:// reference.
+func CheckImageRef(ref string) error {
+	if strings.HasPrefix(ref, OCILayoutPrefix) {
+		_, _, _, err := ParseOCILayoutRef(ref, ".")
+		return err
+	}
+	if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+		return fmt.Errorf("%q is not a valid image reference: %v", ref, err)
+	}
+	return nil
+}
+
+// ParseOCILayoutRef splits oci-layout://DIR[:TAG][@DIGEST]; a relative DIR
+// resolves against base.
+func ParseOCILayoutRef(ref, base string) (dir, tag, dgst string, err error) {
+	s := strings.TrimPrefix(ref, OCILayoutPrefix)
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		s, dgst = s[:i], s[i+1:]
+		if !strings.HasPrefix(dgst, "sha256:") || len(dgst) != 71 {
+			return "", "", "", fmt.Errorf("%q: digest must be sha256:<64 hex>", ref)
+		}
+	}
+	if i := strings.LastIndex(s, ":"); i >= 0 && !strings.Contains(s[i:], "/") {
+		s, tag = s[:i], s[i+1:]
+	}
+	if s == "" {
+		return "", "", "", fmt.Errorf("%q: missing layout directory", ref)
+	}
+	if tag == "" && dgst == "" {
+		tag = "latest"
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(base, s)
+	}
+	return filepath.Clean(s), tag, dgst, nil
+}

@@ -1,0 +1,5 @@
+import React from 'react';
+
+export function hello() {
+  return 'hello from the demo';
+}

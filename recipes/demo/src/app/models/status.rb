@@ -1,0 +1,5 @@
+class Status
+  def initialize(text)
+    @text = text
+  end
+end

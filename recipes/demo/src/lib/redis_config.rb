@@ -1,0 +1,1 @@
+REDIS_OPTIONS = { url: ENV['REDIS_URL'], driver: :hiredis }
