@@ -17,6 +17,13 @@ DEMO_OUT ?= out/demo
 # cosign builds overlap (links and downloads are single-threaded).
 TOOLS_JOBS ?= 3
 
+# Versions stamped into the binaries (buildkitd reports its version to
+# clients, e.g. for provenance), read from the pins in tools/go.mod.
+BUILDKIT_VERSION = $(shell awk '$$1 == "github.com/moby/buildkit" { print $$2 }' tools/go.mod)
+TOOLS_LDFLAGS = -s -w -X github.com/moby/buildkit/version.Version=$(BUILDKIT_VERSION)
+# Static, no DWARF (smaller, faster links), no VCS stamping of the tools module.
+TOOLS_GOFLAGS = -trimpath -buildvcs=false
+
 TOOLS_BK := bin/buildkitd bin/buildctl bin/registry
 TOOLS := $(TOOLS_BK) bin/cosign bin/cosign3
 
@@ -37,7 +44,7 @@ tools:
 $(TOOLS_BK) &: tools/go.mod tools/go.sum
 	@echo "tools: building buildkitd, buildctl, registry"
 	@mkdir -p bin
-	cd tools && CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o ../bin/ \
+	cd tools && CGO_ENABLED=0 $(GO) build $(TOOLS_GOFLAGS) -ldflags='$(TOOLS_LDFLAGS)' -o ../bin/ \
 		github.com/moby/buildkit/cmd/buildkitd \
 		github.com/moby/buildkit/cmd/buildctl \
 		github.com/distribution/distribution/v3/cmd/registry
@@ -46,13 +53,13 @@ $(TOOLS_BK) &: tools/go.mod tools/go.sum
 bin/cosign: tools/cosign2/go.mod tools/cosign2/go.sum
 	@echo "tools: building cosign (v2)"
 	@mkdir -p bin
-	cd tools/cosign2 && CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o ../../bin/cosign github.com/sigstore/cosign/v2/cmd/cosign
+	cd tools/cosign2 && CGO_ENABLED=0 $(GO) build $(TOOLS_GOFLAGS) -ldflags='-s -w' -o ../../bin/cosign github.com/sigstore/cosign/v2/cmd/cosign
 	@touch $@
 
 bin/cosign3: tools/cosign3/go.mod tools/cosign3/go.sum
 	@echo "tools: building cosign3"
 	@mkdir -p bin
-	cd tools/cosign3 && CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -o ../../bin/cosign3 github.com/sigstore/cosign/v3/cmd/cosign
+	cd tools/cosign3 && CGO_ENABLED=0 $(GO) build $(TOOLS_GOFLAGS) -ldflags='-s -w' -o ../../bin/cosign3 github.com/sigstore/cosign/v3/cmd/cosign
 	@touch $@
 
 # Always handed to go build, which knows what is up to date.

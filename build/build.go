@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
-	bk "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver/pb"
@@ -133,16 +133,7 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 	if (opts.Output.OCIDir == "") == (opts.Output.PushRepo == "") {
 		return nil, fmt.Errorf("building: %w: give exactly one output (an OCI layout directory or a repository to push to)", errs.ErrUsage)
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	res := &Result{Commit: l.Upstream.Commit, CommitTime: l.Upstream.CommitTime, Epoch: l.Epoch(), BuildKit: opts.BuildKitVersion, StartedOn: time.Now().UTC()}
-	s, err := newSession(ctx, r, l, opts)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
 
 	epoch := strconv.FormatInt(l.Epoch(), 10)
 	exportAttrs := map[string]string{
@@ -175,99 +166,21 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 		export.Output = func(map[string]string) (io.WriteCloser, error) { return pw, nil }
 	}
 
-	solveOpt := client.SolveOpt{
-		Exports:      []client.ExportEntry{export},
-		LocalMounts:  s.locals,
-		OCIStores:    s.stores,
-		CacheImports: opts.CacheImports,
-		CacheExports: opts.CacheExports,
-		Session:      opts.Session,
-	}
-	if r.Build.Dockerfile != nil {
-		solveOpt.SourcePolicy = vmllb.SourcePolicy(l)
-	}
-
-	col := newCollector()
-	statusCh := make(chan *client.SolveStatus)
-	var displayCh chan *client.SolveStatus
-	displayDone := make(chan struct{})
-	if opts.Progress != nil {
-		mode := opts.ProgressMode
-		if mode == "" {
-			mode = progressui.AutoMode
-		}
-		d, err := progressui.NewDisplay(opts.Progress, mode)
-		if err != nil {
-			return nil, fmt.Errorf("starting progress display: %w", err)
-		}
-		displayCh = make(chan *client.SolveStatus)
-		go func() {
-			defer close(displayDone)
-			_, _ = d.UpdateFrom(context.WithoutCancel(ctx), displayCh)
-		}()
-	} else {
-		close(displayDone)
-	}
-	colDone := make(chan struct{})
-	go func() { defer close(colDone); col.run(statusCh, displayCh) }()
-
-	var g *vmllb.Graph
-	buildFunc := func(ctx context.Context, gw gateway.Client) (*gateway.Result, error) {
-		var baseCfg *ocispec.Image
-		if r.NeedsBase() {
-			cfg, err := s.baseConfig(ctx, gw)
-			if err != nil {
-				return nil, err
-			}
-			baseCfg = cfg
-			res.BaseConfig = cfg
-		}
-		g, err = vmllb.Build(r, l, vmllb.Options{Platform: s.platform, BaseConfig: baseCfg})
+	resp, x, buildErr := run(ctx, r, l, opts, []client.ExportEntry{export}, func(ctx context.Context, gw gateway.Client, x *runner) (*gateway.Result, error) {
+		g, err := x.graph(ctx, gw)
 		if err != nil {
 			return nil, err
 		}
-		marshal := func(st bk.State) (*pb.Definition, error) {
-			mo := []bk.ConstraintsOpt{bk.Platform(s.platform)}
-			if opts.NoCache {
-				mo = append(mo, bk.IgnoreCache)
-			}
-			def, err := st.Marshal(ctx, mo...)
-			if err != nil {
-				return nil, fmt.Errorf("marshaling LLB: %w", err)
-			}
-			return def.ToPB(), nil
-		}
-		// Patches, one at a time: each report is read before the next.
-		for i, ps := range g.Patches {
-			def, err := marshal(ps.Report)
-			if err != nil {
-				return nil, err
-			}
-			rr, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true})
-			if err != nil {
-				return nil, err
-			}
-			ref, err := rr.SingleRef()
-			if err != nil {
-				return nil, err
-			}
-			b, err := ref.ReadFile(ctx, gateway.ReadRequest{Filename: vmllb.ReportFile})
-			if err != nil {
-				return nil, fmt.Errorf("reading the report of patch %q: %w", ps.Patch.Name, err)
-			}
-			var rep patch.Report
-			if err := json.Unmarshal(b, &rep); err != nil {
-				return nil, fmt.Errorf("reading the report of patch %q: %w", ps.Patch.Name, err)
-			}
-			res.Patches = append(res.Patches, rep)
-			if err := rep.Err(l.Upstream.Commit); err != nil {
-				return nil, &PatchError{Index: i, Report: rep, Commit: l.Upstream.Commit, Err: err}
-			}
+		res.BaseConfig = x.baseCfg
+		reports, err := x.applyPatches(ctx, gw, true)
+		res.Patches = reports
+		if err != nil {
+			return nil, err
 		}
 		if df := g.Dockerfile; df != nil {
 			inputs := map[string]*pb.Definition{}
 			for name, st := range df.Inputs {
-				def, err := marshal(st)
+				def, err := x.marshal(ctx, st)
 				if err != nil {
 					return nil, err
 				}
@@ -282,7 +195,7 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 			}
 			return gw.Solve(ctx, gateway.SolveRequest{Frontend: df.Frontend, FrontendOpt: fopt, FrontendInputs: inputs, Evaluate: true})
 		}
-		def, err := marshal(g.Image)
+		def, err := x.marshal(ctx, g.Image)
 		if err != nil {
 			return nil, err
 		}
@@ -295,22 +208,31 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 			return nil, err
 		}
 		out.AddMeta(exptypesImageConfigKey, cfg)
+		if x.baseCfg != nil {
+			// The exporter leaves the base image's layers untouched by
+			// the timestamp rewrite when it knows them.
+			b, err := json.Marshal(x.baseCfg)
+			if err != nil {
+				return nil, err
+			}
+			out.AddMeta(exptypesBaseImageKey, b)
+		}
 		return out, nil
-	}
-
-	resp, buildErr := opts.Client.Build(ctx, solveOpt, "vmbuild", buildFunc, statusCh)
-	<-colDone
-	<-displayDone
+	})
 	if importDone != nil && buildErr != nil {
 		// Nothing, or half an archive, was exported: unblock the importer
 		// and discard what it read (it never touches index.json).
 		pipeW.CloseWithError(buildErr)
 		<-importDone
 	}
-	res.Vertices = col.all()
-	if buildErr != nil {
-		return res, explain(ctx, buildErr, g, col, r, l)
+	if x == nil {
+		return res, buildErr
 	}
+	res.Vertices = x.col.all()
+	if buildErr != nil {
+		return res, buildErr
+	}
+	g := x.g
 	res.FinishedOn = time.Now().UTC()
 	if opts.Output.OCIDir != "" {
 		ir := <-importDone
@@ -340,19 +262,22 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 			res.Descriptor = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: res.Digest}
 		}
 	}
-	res.BytesPushed, res.BlobsPushed = col.bytesPushed()
+	res.BytesPushed, res.BlobsPushed = x.col.bytesPushed()
 	def, err := g.Definition(ctx)
 	if err == nil {
 		res.LLBDigest = vmllb.Digest(def)
 	}
-	res.Steps = stepResults(ctx, g, col, s.platform)
+	res.Steps = stepResults(ctx, g, x.col, x.s.platform)
 	if res.Manifest != nil {
 		assignLayerDigests(res, g)
 	}
 	return res, nil
 }
 
-const exptypesImageConfigKey = "containerimage.config"
+const (
+	exptypesImageConfigKey = exptypes.ExporterImageConfigKey
+	exptypesBaseImageKey   = exptypes.ExporterImageBaseConfigKey
+)
 
 type importResult struct {
 	desc ocispec.Descriptor

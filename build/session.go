@@ -26,6 +26,7 @@ import (
 	"github.com/vmbuild/vmbuild/errs"
 	vmllb "github.com/vmbuild/vmbuild/llb"
 	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/patch"
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
@@ -46,6 +47,21 @@ func newSession(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Option
 	plat, err := lock.Platform(r)
 	if err != nil {
 		return nil, err
+	}
+	// Unsafe diffs (.., absolute paths, .git/) are refused before anything
+	// is applied; the helper checks again, and also refuses writes through
+	// symbolic links, inside the build.
+	for _, p := range r.Patches {
+		if p.Kind != recipe.PatchDiff {
+			continue
+		}
+		parsed, err := patch.Parse(p.Name, p.Content)
+		if err != nil {
+			return nil, fmt.Errorf("reading patch %q (%s): %w: %w", p.Name, p.File, errs.ErrPatchFailed, err)
+		}
+		if err := parsed.CheckSafe(); err != nil {
+			return nil, fmt.Errorf("checking patch %q (%s): %w", p.Name, p.File, err)
+		}
 	}
 	s := &buildSession{r: r, l: l, platform: plat, locals: map[string]fsutil.FS{}, stores: map[string]content.Store{}}
 	work := opts.WorkDir

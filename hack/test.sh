@@ -1,5 +1,6 @@
 #!/bin/sh
 # What `make test` runs after deps, tools and build:
+#   0. the demo inputs (hack/mkdemo), when recipes/demo/src exists;
 #   1. a buildkitd shared by all test binaries (hack/testsvc, through package
 #      buildkit's managed-daemon code), exported as VMBUILD_TEST_BUILDKIT_ADDR;
 #   2. VMBUILD_INTEGRATION=1 go test -count=1 -timeout 30m ./...
@@ -53,6 +54,10 @@ stage() {
 	fi
 }
 
+# Tests of the demo recipe find its inputs in place.
+if [ -d recipes/demo/src ]; then
+	stage "demo inputs" go run ./hack/mkdemo
+fi
 stage "go test" go test -count=1 -timeout 30m ./...
 stage "fuzz" hack/fuzz.sh
 if [ -f bench/run ] && [ -x bench/run ]; then

@@ -202,10 +202,18 @@ func (g *Graph) dockerfile(df *recipe.Dockerfile) *DockerfileBuild {
 	if df.SourceDateEpochArg {
 		opt["build-arg:SOURCE_DATE_EPOCH"] = strconv.FormatInt(g.Lock.Epoch(), 10)
 	}
+	// The build context's files carry a fixed time (LayerTime). COPY keeps
+	// source mtimes, and BuildKit reuses a COPY step across commits by
+	// content alone: with commit-time mtimes, a cached COPY from an older
+	// commit would carry that commit's time and the image would depend on
+	// the cache's history.
+	ctxSt := bk.Scratch().File(
+		bk.Copy(g.Patched, "/", "/", &bk.CopyInfo{CopyDirContentsOnly: true, CreatedTime: &LayerTime}),
+		bk.WithCustomName("[vmbuild] build context (patched tree, fixed mtimes)"))
 	b := &DockerfileBuild{
 		Frontend:    "dockerfile.v0",
 		FrontendOpt: opt,
-		Inputs:      map[string]bk.State{"context": g.Patched, "dockerfile": g.Patched},
+		Inputs:      map[string]bk.State{"context": ctxSt, "dockerfile": g.Patched},
 	}
 	if f := g.Lock.Frontend; f != nil {
 		b.Frontend = "gateway.v0"
@@ -235,8 +243,13 @@ func (g *Graph) baseEnv() []string {
 func (g *Graph) native() error {
 	r := g.Recipe
 	wd := r.Image.Workdir
+	// Every file of the source layer gets the commit time. The time is in
+	// this one op's definition, which is new for every commit anyway (its
+	// content is); so the layer never depends on which earlier build the
+	// cache holds.
+	created := g.Lock.Upstream.CommitTime.UTC()
 	g.SourceLayer = bk.Scratch().File(
-		bk.Copy(g.Patched, "/", wd+"/", &bk.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true}),
+		bk.Copy(g.Patched, "/", wd+"/", &bk.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true, CreatedTime: &created}),
 		bk.WithCustomName(fmt.Sprintf("[vmbuild] source tree → %s", wd)))
 	g.add(Step{ID: "source-layer", Kind: StepSourceLayer, Title: "[vmbuild] source tree", State: g.SourceLayer})
 
@@ -281,6 +294,11 @@ func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) LayerStep {
 				IncludePatterns:     l.Inputs,
 				AllowWildcard:       true,
 				AllowEmptyWildcard:  true,
+				// Inputs carry a fixed time, not the commit's: a step is a
+				// function of its inputs' content only, so a cached run and
+				// a fresh one produce the same bytes even if a tool records
+				// input mtimes.
+				CreatedTime: &LayerTime,
 			}),
 			bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s inputs: %s", l.Name, strings.Join(l.Inputs, " "))))
 		parts = append(parts, in)

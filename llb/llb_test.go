@@ -133,10 +133,17 @@ func TestEpochNotInSteps(t *testing.T) {
 	l2.Upstream.CommitTime = l1.Upstream.CommitTime.Add(time.Hour)
 	g1, _ := Build(r1, l1, Options{})
 	g2, _ := Build(r2, l2, Options{})
-	d1, _ := g1.Definition(context.Background())
-	d2, _ := g2.Definition(context.Background())
-	if Digest(d1) != Digest(d2) {
-		t.Fatal("commit time changed the LLB definition")
+	ctx := context.Background()
+	p := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	for i, st := range g1.Steps {
+		if st.Kind == StepSourceLayer {
+			continue // the one op that carries the commit time: new every commit anyway
+		}
+		d1, err1 := VertexDigest(ctx, st.State, p)
+		d2, err2 := VertexDigest(ctx, g2.Steps[i].State, p)
+		if err1 != nil || err2 != nil || d1 != d2 {
+			t.Errorf("step %s: the commit time changed its definition", st.ID)
+		}
 	}
 	if g1.Config.Created.Equal(*g2.Config.Created) {
 		t.Fatal("commit time did not reach the image config")

@@ -49,10 +49,8 @@ func ScanDockerfile(ctx context.Context, dt []byte, target string, args map[stri
 	if syntax, _, _, ok := parser.DetectSyntax(dt); ok {
 		in.Syntax = syntax
 	}
-	main := llb.Scratch()
 	res, err := dockerfile2llb.Dockerfile2LLB(ctx, dt, dockerfile2llb.ConvertOpt{
 		Config:         dockerui.Config{BuildArgs: args, Target: target},
-		MainContext:    &main,
 		TargetPlatform: &platform,
 		MetaResolver:   fakeConfigResolver{platform: platform},
 	})

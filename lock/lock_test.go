@@ -173,6 +173,7 @@ COPY --from=node /usr/local/bin /usr/local/bin
 COPY --from=docker.io/library/busybox:1.36 /bin/busybox /bin/
 RUN --mount=from=alpine:3.20,target=/a true
 FROM ruby AS mastodon
+COPY . /app
 COPY --from=build /usr/local/bin /usr/local/bin
 FROM scratch AS unused
 COPY --from=debian:12 / /

@@ -544,7 +544,18 @@ func (a *applier) applyHunks(file string, data []byte, hunks []*Hunk) ([]byte, e
 			if !a.o.offset {
 				continue
 			}
-			for d := 1; base-d >= cursor || base+d+len(oldT) <= len(lines); d++ {
+			// Try the other possible positions, nearest first.
+			lo, hi := cursor, len(lines)-len(oldT)
+			switch {
+			case anchorStart:
+				lo, hi = max(lo, fl), min(hi, fl)
+			case anchorEnd:
+				lo = max(lo, hi)
+			}
+			if lo > hi {
+				continue
+			}
+			for d := max(1, base-hi, lo-base); base-d >= lo || base+d <= hi; d++ {
 				if ok(base + d) {
 					pos = base + d
 					break search

@@ -150,7 +150,7 @@ func TestApplyOffsetAndFuzz(t *testing.T) {
 	base := numbers(1, 30, nil)
 	// The hunk changes line 10; context lines 7-9 and 11-13.
 	diff := "--- a/f\n+++ b/f\n@@ -7,7 +7,7 @@\n line 7\n line 8\n line 9\n-line 10\n+line ten\n line 11\n line 12\n line 13\n"
-	shifted := "inserted 1\ninserted 2\n" + base               // the hunk is now 2 lines lower
+	shifted := "inserted 1\ninserted 2\n" + base                   // the hunk is now 2 lines lower
 	fuzzed := strings.Replace(base, "line 7\n", "line seven\n", 1) // first context line changed
 	both := "inserted\n" + fuzzed
 	tests := []struct {

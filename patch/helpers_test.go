@@ -187,4 +187,3 @@ func numbers(a, b int, repl map[int]string) string {
 	}
 	return sb.String()
 }
-

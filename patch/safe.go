@@ -23,8 +23,8 @@ func (p *Patch) CheckSafe() error {
 		}
 		for _, path := range paths {
 			if err := checkPath(path); err != nil {
-				return &Error{Patch: p.Name, Reason: ReasonUnsafe, File: path,
-					Msg: fmt.Sprintf("unsafe path %q: %v", path, err)}
+				return &Error{Patch: p.Name, Reason: ReasonUnsafe, File: truncate(path, 256),
+					Msg: fmt.Sprintf("unsafe path %q: %v", truncate(path, 256), err)}
 			}
 		}
 		if f.OldMode == ModeSymlink || f.NewMode == ModeSymlink {
@@ -35,11 +35,19 @@ func (p *Patch) CheckSafe() error {
 	return nil
 }
 
+// Limits on path length (Linux PATH_MAX and NAME_MAX).
+const (
+	maxPath = 4095
+	maxName = 255
+)
+
 // checkPath is the lexical safety check of one path from a patch.
 func checkPath(p string) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("empty path")
+	case len(p) > maxPath:
+		return fmt.Errorf("longer than %d bytes", maxPath)
 	case strings.IndexByte(p, 0) >= 0:
 		return fmt.Errorf("contains a NUL byte")
 	case strings.HasPrefix(p, "/"):
@@ -48,6 +56,9 @@ func checkPath(p string) error {
 		return fmt.Errorf("contains a backslash")
 	}
 	for _, c := range strings.Split(p, "/") {
+		if len(c) > maxName {
+			return fmt.Errorf("has a component longer than %d bytes", maxName)
+		}
 		switch c {
 		case "":
 			return fmt.Errorf("empty path component")

@@ -16,6 +16,7 @@ func TestCheckPath(t *testing.T) {
 		"", "/etc/passwd", "../x", "a/../../x", "a/..", "..", ".git/config", "a/.git/hooks/pre-commit",
 		".GIT/config", ".Git", ".git./config", ".git /config", ".git::$INDEX_ALLOCATION/x", "GIT~1/config",
 		".g\u200cit/config", "\ufeff.git/x", "a//b", "./a", "a/./b", "a/", "x\x00y", `..\x`, `a\b`,
+		strings.Repeat("x", 256), strings.Repeat("a/", 2048) + "x",
 	}
 	for _, p := range ok {
 		if err := checkPath(p); err != nil {

@@ -279,13 +279,13 @@ func TestSourceLine(t *testing.T) {
 	src := []byte(mastodonScript)
 	tests := map[string]string{
 		// dash traces after quote removal
-		`sed -i /gem 'hiredis', '~> 0.6'/d ./Gemfile`:                                   `sed -i '/gem '\''hiredis'\'', '\''~> 0.6'\''/d' ./Gemfile`,
-		`sed -i s/, require: \['redis', 'redis\/connection\/hiredis'\]// ./Gemfile`:     `sed -i 's/, require: \['\''redis'\'', '\''redis\/connection\/hiredis'\''\]//' ./Gemfile`,
-		`sed -i s/, driver: :hiredis//g ./app/lib/redis_configuration.rb`:               `sed -i 's/, driver: :hiredis//g' ./app/lib/redis_configuration.rb`,
+		`sed -i /gem 'hiredis', '~> 0.6'/d ./Gemfile`:                               `sed -i '/gem '\''hiredis'\'', '\''~> 0.6'\''/d' ./Gemfile`,
+		`sed -i s/, require: \['redis', 'redis\/connection\/hiredis'\]// ./Gemfile`: `sed -i 's/, require: \['\''redis'\'', '\''redis\/connection\/hiredis'\''\]//' ./Gemfile`,
+		`sed -i s/, driver: :hiredis//g ./app/lib/redis_configuration.rb`:           `sed -i 's/, driver: :hiredis//g' ./app/lib/redis_configuration.rb`,
 		// bash and busybox re-quote
-		`sed -i '/gem '"'"'hiredis'"'"', '"'"'~> 0.6'"'"'/d' ./Gemfile`:                 `sed -i '/gem '\''hiredis'\'', '\''~> 0.6'\''/d' ./Gemfile`,
-		`sed -i /hiredis/d ./lib/tasks/mastodon.rake`:                                    `sed -i '/hiredis/d' ./lib/tasks/mastodon.rake`,
-		`echo not in the script`:                                                         `echo not in the script`,
+		`sed -i '/gem '"'"'hiredis'"'"', '"'"'~> 0.6'"'"'/d' ./Gemfile`: `sed -i '/gem '\''hiredis'\'', '\''~> 0.6'\''/d' ./Gemfile`,
+		`sed -i /hiredis/d ./lib/tasks/mastodon.rake`:                   `sed -i '/hiredis/d' ./lib/tasks/mastodon.rake`,
+		`echo not in the script`:                                        `echo not in the script`,
 	}
 	for traced, want := range tests {
 		if got := sourceLine(traced, src); got != want {

@@ -218,8 +218,10 @@ func mutate(t *testing.T, f func(doc map[string]any)) []byte {
 func bdOf(doc map[string]any) map[string]any {
 	return doc["predicate"].(map[string]any)["buildDefinition"].(map[string]any)
 }
-func extOf(doc map[string]any) map[string]any { return bdOf(doc)["externalParameters"].(map[string]any) }
-func depsOf(doc map[string]any) []any         { return bdOf(doc)["resolvedDependencies"].([]any) }
+func extOf(doc map[string]any) map[string]any {
+	return bdOf(doc)["externalParameters"].(map[string]any)
+}
+func depsOf(doc map[string]any) []any { return bdOf(doc)["resolvedDependencies"].([]any) }
 
 func TestParseRefusals(t *testing.T) {
 	golden, _ := os.ReadFile("testdata/golden-dockerfile.json")
@@ -322,9 +324,9 @@ func TestNewValidation(t *testing.T) {
 
 func TestPURL(t *testing.T) {
 	for ref, want := range map[string]string{
-		"alpine":                            "pkg:docker/library/alpine@latest",
-		"alpine:3.20":                       "pkg:docker/library/alpine@3.20",
-		"ghcr.io/o/r:1":                     "pkg:docker/o/r@1?repository_url=ghcr.io",
+		"alpine":        "pkg:docker/library/alpine@latest",
+		"alpine:3.20":   "pkg:docker/library/alpine@3.20",
+		"ghcr.io/o/r:1": "pkg:docker/o/r@1?repository_url=ghcr.io",
 		"localhost:5000/x@sha256:" + strings.Repeat("a", 64): "pkg:docker/x@sha256%3A" + strings.Repeat("a", 64) + "?repository_url=localhost:5000",
 	} {
 		got, err := imagePURL(ref)

@@ -14,7 +14,11 @@
 //     containerd's docker authorizer (basic and bearer token flows);
 //   - 4 attempts for transient failures (5xx, 429, connection reset, EOF,
 //     connection refused to a host that answered before) with exponential
-//     backoff from 200ms, capped at 5s;
+//     backoff from 200ms, capped at 5s. Requests without a body or with an
+//     in-memory body are retried by the transport; blob uploads are retried
+//     as a whole when their reader can seek. Blob transfers go through
+//     containerd's fetcher and pusher, which may add their own bounded
+//     retries on top;
 //   - limits from [DefaultLimits];
 //   - a silent logger.
 package registry

@@ -191,7 +191,7 @@ func TestRealRegistryReferrersFallback(t *testing.T) {
 func TestParseRef(t *testing.T) {
 	d := "sha256:" + strings.Repeat("a", 64)
 	for _, tc := range []struct {
-		in                         string
+		in                        string
 		domain, path, tag, digest string
 	}{
 		{"alpine", "docker.io", "library/alpine", "latest", ""},

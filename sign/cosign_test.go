@@ -134,6 +134,24 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 		}
 	}
 
+	// A new statement replaces the old one: cosign sees only the new one.
+	stmt2 := provenanceFor(t, repo, desc.Digest, "2")
+	if _, err := p.Attest(ctx, ref, stmt2, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []struct {
+		bin  string
+		args []string
+	}{
+		{cosign3, verifyAttArgs("vmbuild.pub", ref)},
+		{cosign, verifyAttArgs("vmbuild.pub", ref, "--trusted-root", "trusted_root.json")},
+	} {
+		out := mustPass(t, work, run.bin, run.args...)
+		if !strings.Contains(out, base64.StdEncoding.EncodeToString(stmt2)) || strings.Contains(out, base64.StdEncoding.EncodeToString(stmt)) {
+			t.Fatalf("%s verify-attestation after replacement does not show only the new statement", filepath.Base(run.bin))
+		}
+	}
+
 	// 2. Legacy format only: the exact commands, no trusted root needed.
 	lref, ldesc := pushTinyImage(t, c, repo, "legacy")
 	lp := NewPublisher(c, WithFormats(FormatLegacy))
@@ -153,6 +171,14 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 	mustFail(t, work, cosign, verifyArgs("other.pub", lref)...)
 	mustFail(t, work, cosign, verifyAttArgs("other.pub", lref)...)
 	mustFail(t, work, cosign3, verifyArgs("other.pub", lref)...)
+	lstmt2 := provenanceFor(t, repo, ldesc.Digest, "2")
+	if _, err := lp.Attest(ctx, lref, lstmt2, s); err != nil {
+		t.Fatal(err)
+	}
+	out = mustPass(t, work, cosign, verifyAttArgs("vmbuild.pub", lref)...)
+	if !strings.Contains(out, base64.StdEncoding.EncodeToString(lstmt2)) || strings.Count(out, `"payloadType"`) != 1 {
+		t.Fatalf("cosign verify-attestation after legacy replacement:\n%s", out)
+	}
 
 	// 3. Bundle format only.
 	bref, bdesc := pushTinyImage(t, c, repo, "bundle")

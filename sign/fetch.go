@@ -105,7 +105,7 @@ type attached struct {
 
 func fetchAttached(ctx context.Context, c *registry.Client, repo string, d digest.Digest, wantSigs, wantAtts bool) (*attached, error) {
 	lim := DefaultLimits()
-	pub := &Publisher{client: c, limits: lim}
+	pub := NewPublisher(c)
 	out := &attached{}
 	if wantSigs {
 		layers, _, err := pub.existingSigImage(ctx, repo, tagFor(d, "sig"), "signatures", lim.MaxSignatureBytes)

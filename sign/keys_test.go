@@ -146,8 +146,11 @@ func TestVerifySimpleSigning(t *testing.T) {
 		t.Fatalf("valid signature refused: %v", err)
 	}
 	for name, f := range map[string]func() error{
-		"other key":    func() error { _, err := VerifySimpleSigning(other.Public(), payload, sig, d); return err },
-		"other digest": func() error { _, err := VerifySimpleSigning(s.Public(), payload, sig, digest.FromString("x")); return err },
+		"other key": func() error { _, err := VerifySimpleSigning(other.Public(), payload, sig, d); return err },
+		"other digest": func() error {
+			_, err := VerifySimpleSigning(s.Public(), payload, sig, digest.FromString("x"))
+			return err
+		},
 		"tampered": func() error {
 			p := []byte(strings.Replace(string(payload), "r/x", "r/y", 1))
 			_, err := VerifySimpleSigning(s.Public(), p, sig, d)

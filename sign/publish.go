@@ -42,9 +42,9 @@ type Result struct {
 
 // Publisher signs and attests images in a registry.
 type Publisher struct {
-	client  *registry.Client
-	log     *slog.Logger
-	formats Format
+	client   *registry.Client
+	log      *slog.Logger
+	formats  Format
 	now      func() time.Time
 	limits   Limits
 	identity string
@@ -138,7 +138,7 @@ func (p *Publisher) SignImage(ctx context.Context, ref string, s *Signer) (Resul
 	if p.formats&FormatLegacy != 0 {
 		a, err := p.signLegacy(ctx, t, s)
 		if err != nil {
-			return res, fmt.Errorf("publishing signature of %s: %w", ref, err)
+			return res, fmt.Errorf("publishing signature of %s: %w", ref, publishErr(err))
 		}
 		res.Artifacts = append(res.Artifacts, a)
 	}
@@ -149,7 +149,7 @@ func (p *Publisher) SignImage(ctx context.Context, ref string, s *Signer) (Resul
 		}
 		a, err := p.publishBundle(ctx, t, s, "signature", CosignSignPredicateType, stmt)
 		if err != nil {
-			return res, fmt.Errorf("publishing signature bundle of %s: %w", ref, err)
+			return res, fmt.Errorf("publishing signature bundle of %s: %w", ref, publishErr(err))
 		}
 		res.Artifacts = append(res.Artifacts, a)
 	}
@@ -177,18 +177,27 @@ func (p *Publisher) Attest(ctx context.Context, ref string, statement []byte, s 
 	if p.formats&FormatLegacy != 0 {
 		a, err := p.attestLegacy(ctx, t, s, si.PredicateType, statement)
 		if err != nil {
-			return res, fmt.Errorf("publishing attestation of %s: %w", ref, err)
+			return res, fmt.Errorf("publishing attestation of %s: %w", ref, publishErr(err))
 		}
 		res.Artifacts = append(res.Artifacts, a)
 	}
 	if p.formats&FormatBundle != 0 {
 		a, err := p.publishBundle(ctx, t, s, "attestation", si.PredicateType, statement)
 		if err != nil {
-			return res, fmt.Errorf("publishing attestation bundle of %s: %w", ref, err)
+			return res, fmt.Errorf("publishing attestation bundle of %s: %w", ref, publishErr(err))
 		}
 		res.Artifacts = append(res.Artifacts, a)
 	}
 	return res, nil
+}
+
+// publishErr marks a failed publication with errs.ErrPublish, keeping the
+// underlying classification (errs.ErrRegistry, *errs.LimitError, …).
+func publishErr(err error) error {
+	if errors.Is(err, errs.ErrPublish) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errs.ErrPublish, err)
 }
 
 func tagFor(d digest.Digest, suffix string) string {

@@ -11,8 +11,10 @@
 // 2024-01-01T00:00:00Z + N-1 days).
 //
 // --commits N (default 1) makes N commits: commit 1 imports src; commit
-// k >= 2 appends "revision k" to the file REVISION, a change the demo
-// and tests use to show a rebuild.
+// k >= 2 appends a comment "revision k" to the file named by --change
+// (default app/javascript/application.js: only the demo's assets layer
+// re-runs, its bundle layer stays cached), a change the demo and tests use
+// to show a rebuild.
 //
 // Run from the repository root: go run ./hack/mkdemo [--commits N].
 package main
@@ -50,6 +52,7 @@ func run() error {
 	busybox := flag.String("busybox", baseimage.DefaultBusyboxPath, "static busybox binary")
 	tag := flag.String("tag", "latest", "tag of the base image in the OCI layout")
 	only := flag.String("only", "", `make only "base" or "upstream"`)
+	change := flag.String("change", "app/javascript/application.js", "file (relative to the sources) that commits 2..N append to")
 	flag.Parse()
 	if *commits < 1 {
 		return fmt.Errorf("--commits must be at least 1")
@@ -70,7 +73,7 @@ func run() error {
 		fmt.Printf("base:     %s (tag %s) %s\n", filepath.Join(*dir, "base"), *tag, d)
 	}
 	if *only == "" || *only == "upstream" {
-		shas, err := makeUpstream(ctx, filepath.Join(*dir, "upstream.git"), *src, *commits)
+		shas, err := makeUpstream(ctx, filepath.Join(*dir, "upstream.git"), *src, *commits, *change)
 		if err != nil {
 			return err
 		}
@@ -97,9 +100,12 @@ func makeBase(ctx context.Context, out, busybox, tag string) (string, error) {
 
 func commitTime(n int) time.Time { return Epoch.Add(time.Duration(n-1) * 24 * time.Hour) }
 
-func makeUpstream(ctx context.Context, gitDir, src string, n int) ([]string, error) {
+func makeUpstream(ctx context.Context, gitDir, src string, n int, change string) ([]string, error) {
 	if st, err := os.Stat(src); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("demo upstream sources %s: not a directory (give --src)", src)
+	}
+	if !filepath.IsLocal(change) {
+		return nil, fmt.Errorf("--change %q: not a path inside the sources", change)
 	}
 	work, err := os.MkdirTemp("", "mkdemo-")
 	if err != nil {
@@ -120,11 +126,15 @@ func makeUpstream(ctx context.Context, gitDir, src string, n int) ([]string, err
 	for i := 1; i <= n; i++ {
 		msg := "demo: import upstream sources\n"
 		if i > 1 {
-			f, err := os.OpenFile(filepath.Join(work, "REVISION"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			p := filepath.Join(work, change)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return nil, err
+			}
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(f, "revision %d\n", i)
+			fmt.Fprintf(f, "%srevision %d\n", commentPrefix(change), i)
 			if err := f.Close(); err != nil {
 				return nil, err
 			}
@@ -139,6 +149,17 @@ func makeUpstream(ctx context.Context, gitDir, src string, n int) ([]string, err
 	// The index only served the commits; a bare repository does not keep one.
 	_ = os.Remove(filepath.Join(gitDir, "index"))
 	return shas, nil
+}
+
+// commentPrefix keeps the appended line a comment in common source files.
+func commentPrefix(name string) string {
+	switch filepath.Ext(name) {
+	case ".js", ".ts", ".jsx", ".tsx", ".go", ".c", ".h", ".java", ".rs":
+		return "// "
+	case ".rb", ".py", ".sh", ".yml", ".yaml", ".toml", ".conf", ".pl":
+		return "# "
+	}
+	return ""
 }
 
 // copyTree copies regular files (keeping the executable bit, which is all

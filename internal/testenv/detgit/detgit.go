@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,13 @@ func Env() []string {
 func Init(ctx context.Context, gitDir, workTree string) (*Repo, error) {
 	if _, err := exec.LookPath("git"); err != nil {
 		return nil, fmt.Errorf("finding git: %w: install it with `apt-get install git` (`make deps`)", errs.ErrMissingTool)
+	}
+	var err error
+	if gitDir, err = filepath.Abs(gitDir); err != nil {
+		return nil, err
+	}
+	if workTree, err = filepath.Abs(workTree); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(workTree, 0o755); err != nil {
 		return nil, fmt.Errorf("creating work tree: %w", err)

@@ -61,6 +61,3 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 	return rep, nil
 }
 
-func (a *app) runCheck(ctx context.Context, p *buildPlan) error {
-	return fmt.Errorf("--check: not yet wired")
-}
