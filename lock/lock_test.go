@@ -97,12 +97,16 @@ func TestMarshalStable(t *testing.T) {
 func TestParseRefusesBadLocks(t *testing.T) {
 	good, _ := sampleLock().Marshal()
 	for name, edit := range map[string]func(string) string{
-		"unknown field": func(s string) string { return strings.Replace(s, `"lockVersion": 1,`, `"lockVersion": 1, "extra": true,`, 1) },
-		"short commit":  func(s string) string { return strings.Replace(s, strings.Repeat("b", 40), "bbbb", 1) },
-		"no time":       func(s string) string { return strings.Replace(s, `"2023-11-14T22:13:20Z"`, `"0001-01-01T00:00:00Z"`, 1) },
-		"bad digest":    func(s string) string { return strings.Replace(s, "sha256:"+strings.Repeat("c", 64), "sha256:xyz", 1) },
-		"version":       func(s string) string { return strings.Replace(s, `"lockVersion": 1`, `"lockVersion": 7`, 1) },
-		"not json":      func(s string) string { return s[:40] },
+		"unknown field": func(s string) string {
+			return strings.Replace(s, `"lockVersion": 1,`, `"lockVersion": 1, "extra": true,`, 1)
+		},
+		"short commit": func(s string) string { return strings.Replace(s, strings.Repeat("b", 40), "bbbb", 1) },
+		"no time": func(s string) string {
+			return strings.Replace(s, `"2023-11-14T22:13:20Z"`, `"0001-01-01T00:00:00Z"`, 1)
+		},
+		"bad digest": func(s string) string { return strings.Replace(s, "sha256:"+strings.Repeat("c", 64), "sha256:xyz", 1) },
+		"version":    func(s string) string { return strings.Replace(s, `"lockVersion": 1`, `"lockVersion": 7`, 1) },
+		"not json":   func(s string) string { return s[:40] },
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse("x.lock.json", []byte(edit(string(good))))

@@ -60,4 +60,3 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 	}
 	return rep, nil
 }
-
