@@ -5,7 +5,9 @@
 # an OCI output. vmbuild starts and reuses its managed buildkitd itself.
 #
 #   DEMO_OUT      output of the build (default out/demo), given as oci:DEMO_OUT
-#   DEMO_COMMITS  upstream commits to make (default 1; 2 shows a rebuild)
+#   DEMO_COMMITS  upstream commits to make (default 1). DEMO_COMMITS=2 adds a
+#                 commit touching only app/javascript and moves the lock to
+#                 it: the rebuild re-runs the assets layer, not the bundle.
 #   VMBUILD       the vmbuild binary (default bin/vmbuild)
 set -eu
 cd "$(dirname "$0")/.."
@@ -27,12 +29,20 @@ fi
 echo "==> demo inputs"
 go run ./hack/mkdemo --commits "$DEMO_COMMITS"
 
-# The lock lives beside the recipe as NAME.lock.json.
+# The lock lives beside the recipe as NAME.lock.json. It is made when
+# missing, and moved to the new head (--update) when DEMO_COMMITS adds
+# commits or when the commit it pins is no longer in the upstream.
 name=$(sed -n 's/^name:[[:space:]]*["'\'']\{0,1\}\([a-z0-9._-]*\).*/\1/p' "$recipe" | head -n 1)
 lock="recipes/demo/${name:-demo}.lock.json"
 if [ ! -f "$lock" ]; then
 	echo "==> $VMBUILD lock $recipe"
 	"$VMBUILD" lock "$recipe"
+else
+	pinned=$(sed -n 's/.*"commit":[[:space:]]*"\([0-9a-f]\{40\}\)".*/\1/p' "$lock" | head -n 1)
+	if [ "$DEMO_COMMITS" != 1 ] || ! git --git-dir=recipes/demo/upstream.git cat-file -e "${pinned:-none}^{commit}" 2>/dev/null; then
+		echo "==> $VMBUILD lock --update $recipe"
+		"$VMBUILD" lock --update "$recipe"
+	fi
 fi
 
 echo "==> $VMBUILD build $recipe --output oci:$DEMO_OUT"

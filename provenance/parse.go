@@ -3,7 +3,6 @@ package provenance
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
@@ -334,13 +333,8 @@ func onlyDigest(path string, d map[string]string, alg string, valid func(string)
 
 func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
 	const p = "resolvedDependencies"
-	want := 2 + len(info.Patches)
-	hasFrontend := len(deps) > 2 && deps[2].GetName() == DepFrontend && strings.HasPrefix(deps[2].GetUri(), "pkg:docker/")
-	if hasFrontend {
-		want++
-	}
-	if len(deps) != want {
-		return fmt.Errorf("%s: %d entries, want %d (source, base, [frontend,] one per patch)", p, len(deps), want)
+	if len(deps) < 1+len(info.Patches) {
+		return fmt.Errorf("%s: %d entries, want at least %d (source, [base,] [frontend,] [images…,] one per patch)", p, len(deps), 1+len(info.Patches))
 	}
 	for i, d := range deps {
 		if len(d.GetContent()) > 0 || d.GetDownloadLocation() != "" || d.GetMediaType() != "" {
@@ -392,18 +386,39 @@ func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
 		}
 		return Image{Ref: ref, Digest: "sha256:" + d.GetDigest()["sha256"]}, nil
 	}
-	var err error
-	if info.Base, err = image(1, DepBase); err != nil {
-		return err
+	// Then, in this order: an optional base, an optional frontend, the
+	// Dockerfile's images, and one entry per patch.
+	next := 1
+	nPatches := len(info.Patches)
+	if next < len(deps)-nPatches && deps[next].GetName() == DepBase {
+		b, err := image(next, DepBase)
+		if err != nil {
+			return err
+		}
+		info.Base = b
+		next++
 	}
-	next := 2
-	if hasFrontend {
-		fe, err := image(2, DepFrontend)
+	if next < len(deps)-nPatches && deps[next].GetName() == DepFrontend {
+		fe, err := image(next, DepFrontend)
 		if err != nil {
 			return err
 		}
 		info.Frontend = &fe
-		next = 3
+		next++
+	}
+	for next < len(deps)-nPatches && deps[next].GetName() == DepImage {
+		im, err := image(next, DepImage)
+		if err != nil {
+			return err
+		}
+		info.Images = append(info.Images, im)
+		next++
+	}
+	if len(deps)-next != nPatches {
+		return fmt.Errorf("%s: %d entries, want %d (source, [base,] [frontend,] [images…,] one per patch)", p, len(deps), next+nPatches)
+	}
+	if info.Native != nil && info.Base.Ref == "" {
+		return fmt.Errorf("%s: a native build has no base image", p)
 	}
 	for i, pt := range info.Patches {
 		d := deps[next+i]

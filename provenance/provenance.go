@@ -59,7 +59,11 @@ const (
 	DepSource   = "source"
 	DepBase     = "base"
 	DepFrontend = "frontend"
+	// DepImage names an image a Dockerfile build pulled (FROM, COPY --from).
+	DepImage = "image"
 )
+
+const ociLayoutPrefix = "oci-layout://"
 
 // Subject is the built image.
 type Subject struct {
@@ -122,8 +126,9 @@ type Input struct {
 	BuildKitVersion string // version of the BuildKit daemon that solved the build
 	LLBDigest       string // digest of the marshalled LLB definition
 
-	Base     Image  // base image
-	Frontend *Image // dockerfile frontend image (`# syntax=`), if any
+	Base     Image   // base image; zero when the build used none (dockerfile mode without script patches)
+	Frontend *Image  // dockerfile frontend image (`# syntax=`), if any
+	Images   []Image // images the Dockerfile pulled, pinned (dockerfile mode)
 
 	BuilderID    string // default DefaultBuilderID
 	InvocationID string // unique id of this build run
@@ -323,8 +328,15 @@ func validate(in *Input) error {
 	if !digestRe.MatchString(in.LLBDigest) {
 		return fmt.Errorf("provenance input: llbDigest %q is not a digest", in.LLBDigest)
 	}
-	if err := validateImage("base", in.Base); err != nil {
-		return err
+	if in.Base.Ref != "" || in.Native != nil {
+		if err := validateImage("base", in.Base); err != nil {
+			return err
+		}
+	}
+	for i, im := range in.Images {
+		if err := validateImage(fmt.Sprintf("images[%d]", i), im); err != nil {
+			return err
+		}
 	}
 	if in.Frontend != nil {
 		if err := validateImage("frontend", *in.Frontend); err != nil {
@@ -410,17 +422,26 @@ func resolvedDependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
 		src.Annotations = ann
 	}
 	deps := []*intoto.ResourceDescriptor{src}
-	base, err := imageDep(DepBase, in.Base)
-	if err != nil {
-		return nil, err
+	if in.Base.Ref != "" {
+		base, err := imageDep(DepBase, in.Base)
+		if err != nil {
+			return nil, err
+		}
+		deps = append(deps, base)
 	}
-	deps = append(deps, base)
 	if in.Frontend != nil {
 		fe, err := imageDep(DepFrontend, *in.Frontend)
 		if err != nil {
 			return nil, err
 		}
 		deps = append(deps, fe)
+	}
+	for _, im := range in.Images {
+		d, err := imageDep(DepImage, im)
+		if err != nil {
+			return nil, err
+		}
+		deps = append(deps, d)
 	}
 	for _, p := range in.Patches {
 		deps = append(deps, &intoto.ResourceDescriptor{Name: p.Name, Digest: map[string]string{"sha256": p.SHA256}})
@@ -444,6 +465,14 @@ func imageDep(name string, im Image) (*intoto.ResourceDescriptor, error) {
 // pkg:docker/<path>@<tag or digest>[?repository_url=<registry>], the
 // registry omitted for Docker Hub.
 func imagePURL(ref string) (string, error) {
+	if strings.HasPrefix(ref, ociLayoutPrefix) {
+		// A base image read from a local OCI layout: no registry to name;
+		// the reference (and the digest beside it) identify it.
+		if strings.ContainsAny(ref, " \t\n") || len(ref) == len(ociLayoutPrefix) {
+			return "", fmt.Errorf("malformed OCI layout reference %q", ref)
+		}
+		return ref, nil
+	}
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return "", fmt.Errorf("parsing image reference %q: %w", ref, err)
@@ -465,6 +494,9 @@ func imagePURL(ref string) (string, error) {
 
 // refFromPURL is the inverse of imagePURL: a normalized reference.
 func refFromPURL(purl string) (string, error) {
+	if strings.HasPrefix(purl, ociLayoutPrefix) {
+		return imagePURL(purl)
+	}
 	rest, ok := strings.CutPrefix(purl, "pkg:docker/")
 	if !ok {
 		return "", fmt.Errorf("uri %q is not a pkg:docker package URL", purl)

@@ -378,3 +378,52 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestDockerfileImagesAndLayoutBase: a dockerfile build without a base but
+// with the images its Dockerfile pulled, and a native build on an
+// oci-layout base, both round trip.
+func TestDockerfileImagesAndLayoutBase(t *testing.T) {
+	d := Input{
+		Subject:         Subject{Name: "127.0.0.1:5000/m", Digest: "sha256:" + strings.Repeat("1", 64)},
+		Recipe:          Recipe{Name: "m", Path: "m.yaml", SHA256: strings.Repeat("2", 64)},
+		Upstream:        Upstream{URL: "https://github.com/mastodon/mastodon.git", Ref: "main", Commit: strings.Repeat("3", 40)},
+		Patches:         []Patch{{Name: "p.patch", Kind: PatchKindDiff, SHA256: strings.Repeat("6", 64)}},
+		Dockerfile:      &Dockerfile{Path: "Dockerfile", Target: "mastodon", Args: map[string]string{}},
+		BuildKitVersion: "v0.34.2",
+		LLBDigest:       "sha256:" + strings.Repeat("4", 64),
+		Frontend:        &Image{Ref: "docker.io/docker/dockerfile:1.18", Digest: "sha256:" + strings.Repeat("7", 64)},
+		Images: []Image{
+			{Ref: "docker.io/library/node:22-bookworm-slim", Digest: "sha256:" + strings.Repeat("8", 64)},
+			{Ref: "docker.io/library/ruby:3.4-slim-bookworm", Digest: "sha256:" + strings.Repeat("9", 64)},
+		},
+	}
+	b := marshalInput(t, d)
+	got, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse: %v\n%s", err, b)
+	}
+	if got.Base.Ref != "" || len(got.Images) != 2 || got.Images[1].Ref != d.Images[1].Ref || got.Frontend == nil || len(got.Patches) != 1 {
+		t.Fatalf("parsed %+v", got)
+	}
+	if again := marshalInput(t, Input(*got)); !bytes.Equal(again, b) {
+		t.Fatalf("round trip changed the statement")
+	}
+
+	n := d
+	n.Dockerfile, n.Frontend, n.Images = nil, nil, nil
+	n.Native = &Native{Layers: []string{"bundle"}}
+	n.Base = Image{Ref: "oci-layout://./base:latest", Digest: "sha256:" + strings.Repeat("5", 64)}
+	b = marshalInput(t, n)
+	if !bytes.Contains(b, []byte(`"uri":"oci-layout://./base:latest"`)) {
+		t.Fatalf("layout base: %s", b)
+	}
+	got, err = Parse(b)
+	if err != nil || got.Base != n.Base {
+		t.Fatalf("Parse(layout base) = %+v, %v", got, err)
+	}
+	// A native build must name its base.
+	n.Base = Image{}
+	if _, err := New(n); err == nil {
+		t.Fatal("native build without a base accepted")
+	}
+}

@@ -3,24 +3,32 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/publish"
+	"github.com/vmbuild/vmbuild/sign"
 )
 
 type signFlags struct {
 	key       string
 	noSign    bool
 	builderID string
+	format    string
 }
 
 func (s *signFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.key, "key", "", "cosign private key to sign the image and its provenance (password from $COSIGN_PASSWORD or a prompt)")
 	fs.BoolVar(&s.noSign, "no-sign", false, "push without signature or provenance (not recommended)")
-	fs.StringVar(&s.builderID, "builder-id", "", "builder.id recorded in the provenance (default: see docs/buildtype-v1.md)")
+	fs.StringVar(&s.builderID, "builder-id", "", "builder.id recorded in the provenance (default "+defaultBuilderID+")")
+	fs.StringVar(&s.format, "signature-format", "all", "where signatures go: all (cosign's .sig/.att tags and OCI 1.1 referrers with Sigstore bundles), legacy (tags only), bundle (referrers only)")
 }
+
+const defaultBuilderID = "https://github.com/vmbuild/vmbuild/builders/local@v1"
 
 func (s *signFlags) requireForPush() error {
 	if s.key == "" && !s.noSign {
@@ -33,30 +41,139 @@ func (s *signFlags) validate() error {
 	if s.key != "" && s.noSign {
 		return fmt.Errorf("%w: --key and --no-sign contradict each other", errs.ErrUsage)
 	}
+	if _, err := s.formats(); err != nil {
+		return err
+	}
 	return nil
+}
+
+func (s *signFlags) formats() (sign.Format, error) {
+	switch s.format {
+	case "all", "":
+		return sign.FormatAll, nil
+	case "legacy":
+		return sign.FormatLegacy, nil
+	case "bundle":
+		return sign.FormatBundle, nil
+	}
+	return 0, fmt.Errorf("%w: --signature-format must be all, legacy or bundle, not %q", errs.ErrUsage, s.format)
+}
+
+// password reads the key password from COSIGN_PASSWORD (as cosign does), or
+// prompts on the terminal.
+func (a *app) password(confirm bool) ([]byte, error) {
+	if pw, ok := os.LookupEnv("COSIGN_PASSWORD"); ok {
+		return []byte(pw), nil
+	}
+	f, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, fmt.Errorf("%w: no password: set COSIGN_PASSWORD (it may be empty) or run on a terminal", errs.ErrKey)
+	}
+	fmt.Fprint(a.stderr, "Enter password for private key: ")
+	pw, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return nil, fmt.Errorf("reading password: %w", err)
+	}
+	if confirm {
+		fmt.Fprint(a.stderr, "Enter password for private key again: ")
+		pw2, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return nil, fmt.Errorf("reading password: %w", err)
+		}
+		if string(pw) != string(pw2) {
+			return nil, fmt.Errorf("%w: the passwords differ", errs.ErrKey)
+		}
+	}
+	return pw, nil
+}
+
+func (a *app) loadSigner(path string) (*sign.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading signing key: %w: %w", errs.ErrKey, err)
+	}
+	pw, err := a.password(false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sign.LoadPrivateKey(b, pw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
 }
 
 // publishReport says what was published, for the metadata file.
 type publishReport struct {
-	Image       string   `json:"image"`
-	Signed      bool     `json:"signed"`
-	Attested    bool     `json:"attested"`
-	Tags        []string `json:"tags,omitempty"`
-	Signature   []string `json:"signatures,omitempty"`
-	Attestation []string `json:"attestations,omitempty"`
+	Image     string          `json:"image"`
+	Signed    bool            `json:"signed"`
+	Attested  bool            `json:"attested"`
+	Tags      []string        `json:"tags,omitempty"`
+	Artifacts []sign.Artifact `json:"artifacts,omitempty"`
 }
 
+// publish signs, attests and tags a pushed image (or signs an OCI layout's
+// image when a key is given). The signing key is read here, after the
+// build: it never reaches BuildKit.
 func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *signFlags) (*publishReport, error) {
 	rep := &publishReport{Image: res.Digest.String()}
-	if p.repo == "" {
+	if p.repo != "" {
+		rep.Image = p.repo + "@" + res.Digest.String()
+	}
+	if s.noSign {
+		a.log.Warn("publishing without signature or provenance (--no-sign)")
+		for _, t := range p.tags {
+			if err := p.reg.Tag(ctx, p.repo, res.Digest, t); err != nil {
+				return rep, fmt.Errorf("moving tag %s:%s: %w", p.repo, t, err)
+			}
+			rep.Tags = append(rep.Tags, p.repo+":"+t)
+		}
 		return rep, nil
 	}
-	rep.Image = p.repo + "@" + res.Digest.String()
-	for _, t := range p.tags {
-		if err := p.reg.Tag(ctx, p.repo, res.Digest, t); err != nil {
-			return rep, fmt.Errorf("moving tag %s:%s: %w", p.repo, t, err)
-		}
-		rep.Tags = append(rep.Tags, p.repo+":"+t)
+	if s.key == "" {
+		return rep, nil // an unsigned OCI layout
 	}
-	return rep, nil
+	signer, err := a.loadSigner(s.key)
+	if err != nil {
+		return rep, err
+	}
+	formats, _ := s.formats()
+	opts := publish.Options{Registry: p.reg, Signer: signer, Formats: formats, BuilderID: s.builderID, Logger: a.log}
+	var pr *publish.Report
+	if p.repo != "" {
+		pr, err = publish.Push(ctx, p.repo, p.tags, p.r, p.l, res, opts)
+	} else {
+		pr, err = publish.Layout(ctx, p.opts.Output.OCIDir, p.r, p.l, res, opts)
+		if err == nil {
+			a.log.Info("signed and attested in the OCI layout", "dir", p.opts.Output.OCIDir)
+		}
+	}
+	if pr != nil {
+		rep.Signed = len(pr.Signature.Artifacts) > 0
+		rep.Attested = len(pr.Attestation.Artifacts) > 0 || (p.repo == "" && err == nil)
+		rep.Tags = pr.Tags
+		rep.Artifacts = append(append(rep.Artifacts, pr.Signature.Artifacts...), pr.Attestation.Artifacts...)
+	}
+	return rep, err
+}
+
+func writeFileNew(path string, data []byte, mode os.FileMode, force bool) error {
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if !force {
+		flags |= os.O_EXCL
+	}
+	f, err := os.OpenFile(path, flags, mode)
+	if err != nil {
+		if os.IsExist(err) {
+			return fmt.Errorf("%w: %s exists (use --force to overwrite)", errs.ErrUsage, path)
+		}
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
