@@ -1,0 +1,315 @@
+package publish_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vmbuild/vmbuild/build"
+	"github.com/vmbuild/vmbuild/buildkit"
+	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/fixture"
+	"github.com/vmbuild/vmbuild/internal/testenv"
+	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/publish"
+	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/sign"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// An empty trusted root: stock cosign v2 needs one to read the bundle
+// format offline (online it fetches the public one).
+const trustedRoot = `{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`
+
+type env struct {
+	*fixture.Env
+	work   string
+	signer *sign.Signer
+	opts   build.Options
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	testenv.RequireIntegration(t, "cosign", "cosign3")
+	e := &env{Env: fixture.Start(t), work: t.TempDir()}
+	for _, name := range []string{"vmbuild", "other"} {
+		priv, pub, err := sign.GenerateKeyPair([]byte("pw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(e.work, name+".key"), priv, 0o600)
+		os.WriteFile(filepath.Join(e.work, name+".pub"), pub, 0o644)
+		if name == "vmbuild" {
+			if e.signer, err = sign.LoadPrivateKey(priv, []byte("pw")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(e.work, "trusted_root.json"), []byte(trustedRoot), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := buildkit.Connect(ctx, buildkit.ConnectOptions{Addr: e.BK.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	e.opts = build.Options{Client: c.Client, HelperPath: e.Helper, BuildKitVersion: c.Version}
+	return e
+}
+
+func (e *env) cosign(t *testing.T, bin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(testenv.Bin(t, bin), args...)
+	cmd.Dir = e.work
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=pw", "TUF_ROOT="+filepath.Join(e.work, "tuf"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func remoteArgs(verb, key, ref string, extra ...string) []string {
+	a := []string{verb, "--key", key, "--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry"}
+	if verb == "verify-attestation" {
+		a = append(a, "--type", "slsaprovenance1")
+	}
+	return append(append(a, extra...), ref)
+}
+
+func layoutArgs(verb, key, dir string) []string {
+	a := []string{verb, "--key", key, "--insecure-ignore-tlog"}
+	if verb == "verify-attestation" {
+		a = append(a, "--type", "slsaprovenance1")
+	}
+	return append(a, "--local-image", dir)
+}
+
+// TestStockCosignVerifies: stock cosign (v2 and v3) accepts what vmbuild
+// publishes, on a registry and in an OCI layout, and refuses another key.
+func TestStockCosignVerifies(t *testing.T) {
+	e := start(t)
+	up := e.NewUpstream(t, "interop")
+	path := e.WriteRecipe(t, fixture.NativeRecipe, up.URL, fixture.Patches())
+	r, l := e.Lock(t, path, lock.Options{})
+	ctx := context.Background()
+	repo := e.Reg.Ref("interop")
+
+	o := e.opts
+	o.Output = build.Output{PushRepo: repo}
+	res, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := publish.Push(ctx, repo, []string{"latest", "sha-" + l.ShortCommit()}, r, l, res, publish.Options{Registry: e.Registry(), Signer: e.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Tags) != 2 {
+		t.Fatalf("tags %v", rep.Tags)
+	}
+	ref := repo + "@" + res.Digest.String()
+	for _, c := range []struct {
+		bin   string
+		extra []string
+	}{{"cosign3", nil}, {"cosign", []string{"--trusted-root", "trusted_root.json"}}} {
+		for _, verb := range []string{"verify", "verify-attestation"} {
+			if out, err := e.cosign(t, c.bin, remoteArgs(verb, "vmbuild.pub", ref, c.extra...)...); err != nil {
+				t.Errorf("%s %s: %v\n%s", c.bin, verb, err, out)
+			}
+			if out, err := e.cosign(t, c.bin, remoteArgs(verb, "other.pub", ref, c.extra...)...); err == nil {
+				t.Errorf("%s %s accepted another key:\n%s", c.bin, verb, out)
+			}
+		}
+	}
+	// The provenance names the commit and the patches.
+	out, err := e.cosign(t, "cosign3", remoteArgs("verify-attestation", "vmbuild.pub", ref)...)
+	if err != nil || !strings.Contains(out, "payload") {
+		t.Fatalf("%v %s", err, out)
+	}
+	if !bytes.Contains(rep.Statement, []byte(l.Upstream.Commit)) || !bytes.Contains(rep.Statement, []byte(r.Patches[0].SHA256)) {
+		t.Errorf("statement lacks commit or patch digest: %s", rep.Statement)
+	}
+
+	// Legacy format only: cosign v2's own offline command, as is.
+	legacyRepo := e.Reg.Ref("interop-legacy")
+	o.Output = build.Output{PushRepo: legacyRepo}
+	lres, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publish.Push(ctx, legacyRepo, []string{"latest"}, r, l, lres, publish.Options{Registry: e.Registry(), Signer: e.signer, Formats: sign.FormatLegacy}); err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"verify", "verify-attestation"} {
+		if out, err := e.cosign(t, "cosign", remoteArgs(verb, "vmbuild.pub", legacyRepo+"@"+lres.Digest.String())...); err != nil {
+			t.Errorf("cosign v2 %s (legacy): %v\n%s", verb, err, out)
+		}
+	}
+
+	// OCI layout.
+	dir := filepath.Join(t.TempDir(), "oci")
+	o.Output = build.Output{OCIDir: dir}
+	ores, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ores.Digest != res.Digest {
+		t.Errorf("layout digest %s != pushed %s", ores.Digest, res.Digest)
+	}
+	if _, err := publish.Layout(ctx, dir, r, l, ores, publish.Options{Signer: e.signer}); err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range []string{"cosign", "cosign3"} {
+		for _, verb := range []string{"verify", "verify-attestation"} {
+			if out, err := e.cosign(t, bin, layoutArgs(verb, "vmbuild.pub", dir)...); err != nil {
+				t.Errorf("%s %s --local-image: %v\n%s", bin, verb, err, out)
+			}
+			if out, err := e.cosign(t, bin, layoutArgs(verb, "other.pub", dir)...); err == nil {
+				t.Errorf("%s %s --local-image accepted another key:\n%s", bin, verb, out)
+			}
+		}
+	}
+}
+
+// TestFailureBetweenPushAndSign: the registry refuses the signature
+// manifest. No tag exists afterwards, the error says what was published,
+// and running publish again completes without duplicate signatures.
+func TestFailureBetweenPushAndSign(t *testing.T) {
+	e := start(t)
+	up := e.NewUpstream(t, "fail")
+	path := e.WriteRecipe(t, fixture.NativeRecipe, up.URL, fixture.Patches())
+	r, l := e.Lock(t, path, lock.Options{})
+	ctx := context.Background()
+
+	var refuse atomic.Bool
+	refuse.Store(true)
+	target, _ := url.Parse("http://" + e.Reg.Host)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if refuse.Load() && req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, ".sig") {
+			http.Error(w, `{"errors":[{"code":"DENIED","message":"signatures are not accepted today"}]}`, http.StatusForbidden)
+			return
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	repo := host + "/fail"
+	o := e.opts
+	o.Output = build.Output{PushRepo: repo}
+	res, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(registry.WithRetry(1, time.Millisecond))
+	popts := publish.Options{Registry: reg, Signer: e.signer, Formats: sign.FormatLegacy}
+	_, err = publish.Push(ctx, repo, []string{"latest"}, r, l, res, popts)
+	var pe *publish.Error
+	if !errors.As(err, &pe) || !errors.Is(err, errs.ErrPublish) {
+		t.Fatalf("got %v", err)
+	}
+	for _, want := range []string{"signing", "published: image (by digest)", "not published: signature, provenance attestation, tag latest"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if tags, _ := reg.ListTags(ctx, repo); contains(tags, "latest") {
+		t.Fatalf("tag moved although signing failed: %v", tags)
+	}
+
+	refuse.Store(false)
+	for i := 0; i < 2; i++ {
+		if _, err := publish.Push(ctx, repo, []string{"latest"}, r, l, res, popts); err != nil {
+			t.Fatalf("re-run %d: %v", i, err)
+		}
+	}
+	desc, err := reg.Resolve(ctx, repo+":latest")
+	if err != nil || desc.Digest != res.Digest {
+		t.Fatalf("latest = %v, %v", desc.Digest, err)
+	}
+	sigs, err := sign.FetchSignatures(ctx, reg, repo, res.Digest)
+	if err != nil || len(sigs) != 1 {
+		t.Fatalf("%d signatures after three runs (want 1): %v", len(sigs), err)
+	}
+	atts, err := sign.FetchAttestations(ctx, reg, repo, res.Digest)
+	if err != nil || len(atts) != 1 {
+		t.Fatalf("%d attestations after re-runs (want 1): %v", len(atts), err)
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNoCredentialsInProvenance: the upstream URL carries a user and a
+// token (a real git smart-HTTP server checks them); the image builds, and
+// neither the provenance nor the image config contain them.
+func TestNoCredentialsInProvenance(t *testing.T) {
+	e := start(t)
+	up := e.NewUpstream(t, "private")
+	const user, token = "ci-bot", "ghp_SuperSecretToken123"
+	git := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(up.GitDir), "GIT_HTTP_EXPORT_ALL=1"}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		u, p, ok := req.BasicAuth()
+		if !ok || u != user || p != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		git.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+	gitURL := "http://" + user + ":" + token + "@" + strings.TrimPrefix(srv.URL, "http://") + "/private.git"
+	path := e.WriteRecipe(t, fixture.NativeRecipe, gitURL, fixture.Patches())
+	r, l := e.Lock(t, path, lock.Options{})
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "oci")
+	o := e.opts
+	o.Output = build.Output{OCIDir: dir}
+	res, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := publish.Layout(ctx, dir, r, l, res, publish.Options{Signer: e.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, b := range map[string][]byte{"provenance": rep.Statement, "image config": mustJSON(t, res.Config)} {
+		if bytes.Contains(b, []byte(token)) || bytes.Contains(b, []byte(user+":")) {
+			t.Errorf("%s leaks credentials: %s", what, b)
+		}
+	}
+	if !bytes.Contains(rep.Statement, []byte(l.Upstream.Commit)) {
+		t.Errorf("statement lacks the commit")
+	}
+	if r2, _ := recipe.Load(path); r2.Upstream.Git != gitURL {
+		t.Fatal("fixture broken")
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
