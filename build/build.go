@@ -29,6 +29,8 @@ import (
 	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/vmbuild/vmbuild/errs"
 	vmllb "github.com/vmbuild/vmbuild/llb"
@@ -193,13 +195,18 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 			if opts.NoCache {
 				fopt["no-cache"] = ""
 			}
-			return gw.Solve(ctx, gateway.SolveRequest{Frontend: df.Frontend, FrontendOpt: fopt, FrontendInputs: inputs, Evaluate: true})
+			if ci, err := x.cacheImportsJSON(); err != nil {
+				return nil, err
+			} else if ci != "" {
+				fopt["cache-imports"] = ci
+			}
+			return gw.Solve(ctx, gateway.SolveRequest{Frontend: df.Frontend, FrontendOpt: fopt, FrontendInputs: inputs, Evaluate: true, CacheImports: x.cacheImports()})
 		}
 		def, err := x.marshal(ctx, g.Image)
 		if err != nil {
 			return nil, err
 		}
-		out, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true})
+		out, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true, CacheImports: x.cacheImports()})
 		if err != nil {
 			return nil, err
 		}
@@ -397,6 +404,9 @@ func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *
 	if ctx.Err() != nil {
 		return fmt.Errorf("building %s at %s: %w", r.Name, l.ShortCommit(), context.Cause(ctx))
 	}
+	if lostDaemon(err) {
+		return fmt.Errorf("building %s at %s: %w: lost the connection to buildkitd: %v", r.Name, l.ShortCommit(), errs.ErrBuildKitUnavailable, err)
+	}
 	msg := err.Error()
 	if strings.Contains(msg, "source denied by policy") || strings.Contains(msg, "denied by policy") {
 		ref := ""
@@ -448,6 +458,21 @@ func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *
 		return &StepError{Step: fmt.Sprintf("step %q", v.Name), Detail: shortBKError(detail), Output: out, Err: err}
 	}
 	return fmt.Errorf("building %s at %s: %w: %w", r.Name, l.ShortCommit(), errs.ErrBuildFailed, err)
+}
+
+// lostDaemon reports whether err means buildkitd went away (killed,
+// crashed, network gone) rather than a step failing.
+func lostDaemon(err error) bool {
+	if st, ok := status.FromError(errors.Unwrap(err)); ok && st.Code() == codes.Unavailable {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"code = Unavailable", "error reading from server", "connection refused", "transport is closing", "connection reset by peer"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // shortBKError trims BuildKit's error wrapping ("process ... did not

@@ -53,6 +53,9 @@ func run(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options, expo
 		CacheImports: opts.CacheImports,
 		CacheExports: opts.CacheExports,
 		Session:      opts.Session,
+		// Non-nil: BuildKit's client copies cache-import attributes into
+		// it (and panics on a nil map).
+		FrontendAttrs: map[string]string{},
 	}
 	if r.Build.Dockerfile != nil {
 		solveOpt.SourcePolicy = vmllb.SourcePolicy(l)
@@ -134,7 +137,7 @@ func (x *runner) solveRef(ctx context.Context, gw gateway.Client, st bk.State) (
 	if err != nil {
 		return nil, nil, err
 	}
-	rr, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true})
+	rr, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true, CacheImports: x.cacheImports()})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -180,4 +183,23 @@ func (x *runner) applyPatches(ctx context.Context, gw gateway.Client, stop bool)
 		}
 	}
 	return reports, firstErr
+}
+
+// cacheImports are the build's cache sources, for each gateway solve: a
+// gateway build does not apply the session's imports by itself.
+func (x *runner) cacheImports() []gateway.CacheOptionsEntry {
+	var out []gateway.CacheOptionsEntry
+	for _, c := range x.opts.CacheImports {
+		out = append(out, gateway.CacheOptionsEntry{Type: c.Type, Attrs: c.Attrs})
+	}
+	return out
+}
+
+// cacheImportsJSON is the dockerfile frontend's "cache-imports" option.
+func (x *runner) cacheImportsJSON() (string, error) {
+	if len(x.opts.CacheImports) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(x.cacheImports())
+	return string(b), err
 }

@@ -71,6 +71,9 @@ type Entry struct {
 	FailedStep string `json:"failedStep,omitempty"`
 	Error      string `json:"error,omitempty"`
 	Builder    string `json:"builder,omitempty"`
+	// RecipeSHA256 identifies the recipe and patches the commit was built
+	// with: a failure is only retried once one of them changed.
+	RecipeSHA256 string `json:"recipeSha256,omitempty"`
 }
 
 // Duration is the build's wall time.
