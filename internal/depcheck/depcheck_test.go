@@ -1,0 +1,123 @@
+// Package depcheck keeps vmbuild's packages layered the way its data
+// flows: recipe → lock → llb → build (solve) → provenance/sign → publish,
+// with verify, track, patchcheck and repro on top, and the CLI above all.
+// A package importing one "downstream" of it fails this test (the model
+// is go-containerregistry's depcheck).
+package depcheck
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/vmbuild/vmbuild/"
+
+// allowed lists, for each library package, the vmbuild packages it may
+// import (directly). Anything not listed is refused; a new package must be
+// placed here.
+var allowed = map[string][]string{
+	"errs":       {},
+	"recipe":     {"errs"},
+	"patch":      {"errs"},
+	"history":    {},
+	"registry":   {"errs"},
+	"provenance": {"errs"},
+	"buildkit":   {"errs"},
+	"lock":       {"errs", "recipe"},
+	"llb":        {"errs", "recipe", "lock"},
+	"build":      {"errs", "recipe", "lock", "llb", "patch"},
+	"sign":       {"errs", "registry"},
+	"publish":    {"errs", "recipe", "lock", "build", "provenance", "sign", "registry"},
+	"patchcheck": {"errs", "recipe", "lock", "build", "patch"},
+	"repro":      {"errs", "recipe", "lock", "build"},
+	"verify":     {"errs", "registry", "sign", "provenance", "history"},
+	"track":      {"errs", "recipe", "lock", "build", "buildkit", "publish", "history"},
+	// Test and tooling support (never imported by library code).
+	"internal/baseimage":      {},
+	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit"},
+	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry"},
+	"internal/testenv/detgit": {"errs"},
+}
+
+// Packages no library may import.
+var forbiddenExternal = []string{"github.com/spf13/cobra", "github.com/spf13/pflag"}
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+	Name       string
+}
+
+func list(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-e", "-json", "../../...")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(out)
+	var pkgs []pkg
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return pkgs
+}
+
+func TestLayering(t *testing.T) {
+	pkgs := list(t)
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	for _, p := range pkgs {
+		rel := strings.TrimPrefix(p.ImportPath, mod)
+		if rel == p.ImportPath || p.Name == "main" || strings.HasPrefix(rel, "cmd/") || strings.HasPrefix(rel, "bench") || strings.HasPrefix(rel, "hack/") || strings.HasPrefix(rel, "recipes/") || rel == "internal/depcheck" {
+			continue
+		}
+		ok, known := allowed[rel]
+		if !known {
+			t.Errorf("package %s is not placed in the layering (add it to depcheck's allowed map)", rel)
+			continue
+		}
+		okSet := map[string]bool{}
+		for _, a := range ok {
+			okSet[a] = true
+		}
+		for _, imp := range p.Imports {
+			for _, f := range forbiddenExternal {
+				if imp == f || strings.HasPrefix(imp, f+"/") {
+					t.Errorf("library package %s imports %s (flags and commands belong in cmd/vmbuild)", rel, imp)
+				}
+			}
+			irel, isOurs := strings.CutPrefix(imp, mod)
+			if !isOurs {
+				continue
+			}
+			if !okSet[irel] {
+				t.Errorf("%s imports %s, against the data flow (allowed: %s)", rel, irel, strings.Join(sorted(ok), ", "))
+			}
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	sort.Strings(out)
+	return out
+}
