@@ -37,7 +37,7 @@ var allowed = map[string][]string{
 	"verify":     {"errs", "registry", "sign", "provenance", "history"},
 	"track":      {"errs", "recipe", "lock", "build", "buildkit", "publish", "history"},
 	// Test and tooling support (never imported by library code).
-	"internal/baseimage":      {},
+	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit"},
 	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry"},
 	"internal/testenv/detgit": {"errs"},
