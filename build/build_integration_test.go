@@ -22,17 +22,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func connect(t *testing.T, e *fixture.Env) *client.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.ConnectOptions{Addr: e.BK.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c.Client
-}
+func connect(t *testing.T, e *fixture.Env) *client.Client { return e.Connect(t, "").Client }
 
 func opts(e *fixture.Env, c *client.Client, out build.Output) build.Options {
 	return build.Options{Client: c, HelperPath: e.Helper, Output: out}

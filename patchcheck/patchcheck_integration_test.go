@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/vmbuild/vmbuild/build"
-	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
@@ -37,13 +36,7 @@ type env struct {
 
 func start(t *testing.T) *env {
 	e := fixture.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.ConnectOptions{Addr: e.BK.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := e.Connect(t, "")
 	return &env{Env: e, opts: build.Options{Client: c.Client, HelperPath: e.Helper}}
 }
 

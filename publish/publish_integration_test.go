@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/vmbuild/vmbuild/build"
-	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
@@ -61,13 +60,7 @@ func start(t *testing.T) *env {
 		}
 	}
 	os.WriteFile(filepath.Join(e.work, "trusted_root.json"), []byte(trustedRoot), 0o644)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.ConnectOptions{Addr: e.BK.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := e.Connect(t, "")
 	e.opts = build.Options{Client: c.Client, HelperPath: e.Helper, BuildKitVersion: c.Version}
 	return e
 }

@@ -13,7 +13,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/build"
-	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
@@ -23,17 +22,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func connect(t *testing.T, addr string) *client.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.ConnectOptions{Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c.Client
-}
 
 func prune(t *testing.T, c *client.Client) {
 	t.Helper()
@@ -60,7 +48,7 @@ func TestColdBuildsAndTwoDaemons(t *testing.T) {
 
 	bkA := testenv.StartBuildKit(t)
 	bkB := testenv.StartBuildKit(t)
-	ca, cb := connect(t, bkA.Addr), connect(t, bkB.Addr)
+	ca, cb := e.Connect(t, bkA.Addr).Client, e.Connect(t, bkB.Addr).Client
 	build1 := func(c *client.Client) *build.Result {
 		t.Helper()
 		res, err := build.Build(ctx, r, l, build.Options{Client: c, HelperPath: e.Helper, Output: build.Output{OCIDir: filepath.Join(t.TempDir(), "oci")}})
@@ -105,7 +93,7 @@ func TestColdBuildsAndTwoDaemons(t *testing.T) {
 func TestEpochOutsideCacheKeys(t *testing.T) {
 	e := fixture.Start(t)
 	ctx := context.Background()
-	c := connect(t, e.BK.Addr)
+	c := e.Connect(t, "").Client
 	up := e.NewUpstream(t, "epoch")
 	base := strings.SplitN(e.Base, "@", 2)[0] + ":latest"
 	up.Write("Dockerfile", `FROM `+base+` AS build
@@ -199,7 +187,7 @@ func TestCheckNamesNondeterministicFile(t *testing.T) {
         head -c 16 /dev/urandom > public/assets/nonce.bin`, 1)
 	path := e.WriteRecipe(t, body, up.URL, fixture.Patches())
 	r, l := e.Lock(t, path, lock.Options{})
-	res, _, err := repro.Check(context.Background(), r, l, t.TempDir(), build.Options{Client: connect(t, e.BK.Addr), HelperPath: e.Helper})
+	res, _, err := repro.Check(context.Background(), r, l, t.TempDir(), build.Options{Client: e.Connect(t, "").Client, HelperPath: e.Helper})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,17 +45,6 @@ func setup(t *testing.T) *tenv {
 	return e
 }
 
-func connectTo(t *testing.T, addr string) *buildkit.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := buildkit.Connect(ctx, buildkit.ConnectOptions{Addr: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func (e *tenv) options(t *testing.T, c *client.Client, repo string) Options {
 	return Options{
@@ -76,7 +65,7 @@ func TestTrackSixCommits(t *testing.T) {
 	up := e.NewUpstream(t, "six")
 	path := e.WriteRecipe(t, fixture.NativeRecipe, up.URL, fixture.Patches())
 	repo := e.Reg.Ref("six")
-	c := connectTo(t, e.BK.Addr)
+	c := e.Connect(t, "")
 	opts := e.options(t, c.Client, repo)
 
 	// First run: no lock yet; it locks and builds the head.
@@ -199,7 +188,7 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 	repo := e.Reg.Ref("killed")
 
 	bk := testenv.StartBuildKit(t)
-	c := connectTo(t, bk.Addr)
+	c := e.Connect(t, bk.Addr)
 	opts := e.options(t, c.Client, repo)
 	opts.BuildTimeout = 90 * time.Second
 	opts.Watchdog = buildkit.WatchdogOptions{Interval: 500 * time.Millisecond, Timeout: 2 * time.Second, Failures: 2}
@@ -224,7 +213,7 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 	}
 	// The next run, on a new daemon, builds it.
 	bk2 := testenv.StartBuildKit(t)
-	c2 := connectTo(t, bk2.Addr)
+	c2 := e.Connect(t, bk2.Addr)
 	opts = e.options(t, c2.Client, repo)
 	res, err = Once(ctx, path, opts)
 	if err != nil || res.Err() != nil || len(res.Entries) != 1 || res.Entries[0].Outcome != history.Published {
@@ -243,7 +232,7 @@ func TestConcurrentRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := connectTo(t, e.BK.Addr)
+	c := e.Connect(t, "")
 	opts := e.options(t, c.Client, e.Reg.Ref("conc"))
 	_, err = Once(context.Background(), path, opts)
 	if !errors.Is(err, errs.ErrLocked) || !strings.Contains(err.Error(), "process "+itoa(os.Getpid())) || !strings.Contains(err.Error(), "--wait") {
@@ -289,7 +278,7 @@ func TestRegistryCacheTwoBuilders(t *testing.T) {
 	cache := client.CacheOptionsEntry{Type: "registry", Attrs: map[string]string{"ref": cacheRef, "mode": "max", "image-manifest": "true", "oci-mediatypes": "true"}}
 
 	a, b := testenv.StartBuildKit(t), testenv.StartBuildKit(t)
-	ca, cb := connectTo(t, a.Addr), connectTo(t, b.Addr)
+	ca, cb := e.Connect(t, a.Addr), e.Connect(t, b.Addr)
 	resA, err := build.Build(ctx, r, l, build.Options{Client: ca.Client, HelperPath: e.Helper, Output: build.Output{OCIDir: filepath.Join(t.TempDir(), "a")}, CacheExports: []client.CacheOptionsEntry{cache}})
 	if err != nil {
 		t.Fatal(err)
