@@ -80,7 +80,7 @@ type Result struct {
 	// Manifest lists differences in the manifests themselves (annotations,
 	// media types) when the layers and config agree.
 	Manifest []string    `json:"manifest,omitempty"`
-	Layers       []LayerDiff   `json:"layers,omitempty"`
+	Layers   []LayerDiff `json:"layers,omitempty"`
 }
 
 // Err is nil for a reproducible build, else an error wrapping

@@ -22,7 +22,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-
 func prune(t *testing.T, c *client.Client) {
 	t.Helper()
 	ch := make(chan client.UsageInfo)

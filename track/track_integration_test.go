@@ -45,7 +45,6 @@ func setup(t *testing.T) *tenv {
 	return e
 }
 
-
 func (e *tenv) options(t *testing.T, c *client.Client, repo string) Options {
 	return Options{
 		Build:    build.Options{Client: c, HelperPath: e.Helper, BuildKitVersion: "test"},
