@@ -44,6 +44,8 @@ const (
 	SimpleSigningType = "cosign container image signature"
 
 	statementType = "https://in-toto.io/Statement/v1"
+	// statementTypeV01 is the in-toto v0.1 statement type cosign writes.
+	statementTypeV01 = "https://in-toto.io/Statement/v0.1"
 )
 
 // SimpleSigning is a parsed cosign simple-signing payload.
@@ -300,7 +302,10 @@ func parseStatement(data []byte) (*statementInfo, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("parsing in-toto statement: %w", err)
 	}
-	if st.Type != statementType {
+	// cosign (v2 attest, and v3's bundles) still writes in-toto v0.1
+	// statements; list them too. What a statement claims is only trusted
+	// after the verifier parsed it strictly.
+	if st.Type != statementType && st.Type != statementTypeV01 {
 		return nil, fmt.Errorf("statement _type is %q, want %q", st.Type, statementType)
 	}
 	if st.PredicateType == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/distribution/reference"
@@ -235,7 +236,9 @@ func (p *Publisher) existingSigImage(ctx context.Context, repo, tag, what string
 // renameLimit names a blob limit after what the blob is.
 func renameLimit(err error, mediaType string, limit int64) error {
 	var le *errs.LimitError
-	if !errors.As(err, &le) {
+	if !errors.As(err, &le) || !strings.Contains(le.Limit, "blob size") {
+		// Only the per-blob size limit is renamed; others (a caller's
+		// total budget, counts) keep their names.
 		return err
 	}
 	what := "signature payload"
