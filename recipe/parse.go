@@ -7,60 +7,22 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/distribution/reference"
 	"gopkg.in/yaml.v3"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/strictyaml"
 )
 
 // FieldError is one problem in a recipe, located by file, line and the
 // dotted path of the field (e.g. build.layers[1].outputs[0]).
-type FieldError struct {
-	File   string
-	Line   int
-	Column int
-	Field  string
-	Msg    string
-}
+type FieldError = strictyaml.FieldError
 
-func (e *FieldError) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-		if e.Column > 0 {
-			loc = fmt.Sprintf("%s:%d", loc, e.Column)
-		}
-	}
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", loc, e.Msg)
-}
-
-// Error lists every problem found in a recipe, in file order.
-type Error struct {
-	File   string
-	Fields []*FieldError
-}
-
-func (e *Error) Error() string {
-	if len(e.Fields) == 1 {
-		return "invalid recipe: " + e.Fields[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "invalid recipe %s: %d problems:", e.File, len(e.Fields))
-	for _, f := range e.Fields {
-		b.WriteString("\n  ")
-		b.WriteString(f.Error())
-	}
-	return b.String()
-}
-
-func (e *Error) Is(target error) bool { return target == errs.ErrInvalidRecipe }
+// Error lists every problem found in a recipe, in file order; it matches
+// errs.ErrInvalidRecipe.
+type Error = strictyaml.Error
 
 // Load reads, parses and validates the recipe at path, and reads the patch
 // files it names (relative to the recipe's directory).
@@ -83,347 +45,102 @@ type ReadFileFunc func(name string) ([]byte, error)
 // dir is the directory patch paths resolve against; readFile reads them
 // (nil: patch contents are left empty and not checked).
 func Parse(file, dir string, raw []byte, readFile ReadFileFunc) (*Recipe, error) {
-	d := &decoder{file: file}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		line := 0
-		msg := err.Error()
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = strings.TrimSpace(yamlLineRE.ReplaceAllString(msg, ""))
-		}
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		return nil, &Error{File: file, Fields: []*FieldError{{File: file, Line: line, Msg: "malformed YAML: " + msg}}}
+	d := &decoder{Decoder: strictyaml.NewDecoder("recipe", file, errs.ErrInvalidRecipe, strictyaml.Options{}), file: file}
+	top, err := d.Parse(raw)
+	if err != nil {
+		return nil, err
 	}
 	r := &Recipe{Path: file, Dir: dir, Raw: raw, SHA256: sha256hex(raw)}
-	if len(doc.Content) == 0 {
-		d.errAt(nil, "", "the file is empty")
-		return nil, d.result()
-	}
-	d.recipe(doc.Content[0], r)
-	if len(d.errs) == 0 {
+	d.recipe(top, r)
+	if !d.Failed() {
 		d.validate(r, readFile)
 	}
-	if err := d.result(); err != nil {
+	if err := d.Result(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`(?:yaml: )?line (\d+):`)
-
 type decoder struct {
+	*strictyaml.Decoder
 	file string
-	errs []*FieldError
 }
 
-func (d *decoder) result() error {
-	if len(d.errs) == 0 {
-		return nil
-	}
-	sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
-	return &Error{File: d.file, Fields: d.errs}
-}
-
-func (d *decoder) errAt(n *yaml.Node, field, format string, args ...any) {
-	fe := &FieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		fe.Line, fe.Column = n.Line, n.Column
-	}
-	d.errs = append(d.errs, fe)
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.Tag {
-		case "!!null":
-			return "null"
-		case "!!bool":
-			return "a boolean"
-		case "!!int", "!!float":
-			return "a number"
-		}
-		return "a string"
-	}
-	return "something else"
-}
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-// fieldSpec maps the keys a mapping allows to their decoders. required
-// lists keys that must be present.
-type fieldSpec struct {
-	fields   map[string]func(n *yaml.Node, field string)
-	required []string
-}
-
-// mapping decodes a mapping node strictly: unknown and duplicate keys are
-// errors, and so are missing required keys.
-func (d *decoder) mapping(n *yaml.Node, field string, spec fieldSpec) bool {
-	n = resolve(n)
-	if n.Kind != yaml.MappingNode {
-		d.errAt(n, field, "must be a mapping, not %s", kindName(n))
-		return false
-	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), n.Content[i+1]
-		name := join(field, k.Value)
-		if k.Kind != yaml.ScalarNode {
-			d.errAt(k, field, "keys must be strings")
-			continue
-		}
-		if k.Value == "<<" {
-			d.errAt(k, field, "YAML merge keys (<<) are not supported")
-			continue
-		}
-		if prev, dup := seen[k.Value]; dup {
-			d.errAt(k, name, "duplicate key (first defined on line %d)", prev)
-			continue
-		}
-		seen[k.Value] = k.Line
-		fn, ok := spec.fields[k.Value]
-		if !ok {
-			d.errAt(k, name, "unknown field%s (allowed: %s)", suggest(k.Value, spec.fields), strings.Join(keys(spec.fields), ", "))
-			continue
-		}
-		fn(v, name)
-	}
-	for _, req := range spec.required {
-		if _, ok := seen[req]; !ok {
-			d.errAt(n, join(field, req), "missing required field")
-		}
-	}
-	return true
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-func suggest[V any](got string, m map[string]V) string {
-	best, bestD := "", 3
-	for k := range m {
-		if dd := editDistance(strings.ToLower(got), k); dd < bestD {
-			best, bestD = k, dd
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf("; did you mean %q?", best)
-	}
-	return ""
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
-}
-
-func join(field, key string) string {
-	if field == "" {
-		return key
-	}
-	return field + "." + key
-}
-
-func (d *decoder) str(n *yaml.Node, field string) string {
-	n = resolve(n)
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		d.errAt(n, field, "must be a string, not %s", kindName(n))
-		return ""
-	}
-	if n.Tag != "!!str" {
-		// Numbers and booleans written unquoted: accept their text only
-		// where the field is a string by nature, but tell the user, since
-		// YAML 1.1 tools read "yes" or 0755 differently.
-		d.errAt(n, field, "must be a string, not %s (quote it: \"%s\")", kindName(n), n.Value)
-		return ""
-	}
-	return n.Value
-}
-
-func (d *decoder) boolean(n *yaml.Node, field string) bool {
-	n = resolve(n)
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-		d.errAt(n, field, "must be true or false, not %s", kindName(n))
-		return false
-	}
-	return n.Value == "true"
-}
-
-func (d *decoder) integer(n *yaml.Node, field string) int {
-	n = resolve(n)
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-		d.errAt(n, field, "must be an integer, not %s", kindName(n))
-		return 0
-	}
-	v, err := strconv.Atoi(n.Value)
-	if err != nil {
-		d.errAt(n, field, "must be an integer: %v", err)
-	}
-	return v
-}
-
-func (d *decoder) list(n *yaml.Node, field string, each func(i int, n *yaml.Node, field string)) {
-	n = resolve(n)
-	if n.Kind != yaml.SequenceNode {
-		d.errAt(n, field, "must be a list, not %s", kindName(n))
-		return
-	}
-	for i, c := range n.Content {
-		each(i, c, fmt.Sprintf("%s[%d]", field, i))
-	}
-}
-
-func (d *decoder) strList(n *yaml.Node, field string) []string {
-	out := []string{}
-	d.list(n, field, func(_ int, c *yaml.Node, f string) {
-		out = append(out, d.str(c, f))
-	})
-	return out
-}
-
-// stringish accepts strings, and numbers and booleans as their text: for
-// env and build-arg values, where `PORT: 3000` is natural.
-func (d *decoder) stringish(n *yaml.Node, field string) string {
-	n = resolve(n)
-	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		d.errAt(n, field, "must be a string, not %s", kindName(n))
-		return ""
-	}
-	return n.Value
-}
-
-func (d *decoder) strMap(n *yaml.Node, field string) map[string]string {
-	n = resolve(n)
-	out := map[string]string{}
-	if n.Kind != yaml.MappingNode {
-		d.errAt(n, field, "must be a mapping of names to values, not %s", kindName(n))
-		return out
-	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), n.Content[i+1]
-		name := join(field, k.Value)
-		if prev, dup := seen[k.Value]; dup {
-			d.errAt(k, name, "duplicate key (first defined on line %d)", prev)
-			continue
-		}
-		seen[k.Value] = k.Line
-		out[k.Value] = d.stringish(v, name)
-	}
-	return out
-}
+func resolve(n *yaml.Node) *yaml.Node { return strictyaml.Resolve(n) }
 
 func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 	var buildNode, imageNode *yaml.Node
-	d.mapping(n, "", fieldSpec{
-		required: []string{"apiVersion", "name", "upstream", "build"},
-		fields: map[string]func(*yaml.Node, string){
-			"apiVersion": func(n *yaml.Node, f string) {
-				r.APIVersion = d.str(n, f)
-				if r.APIVersion != "" && r.APIVersion != APIVersion {
-					d.errAt(n, f, "unsupported apiVersion %q (this vmbuild reads %q)", r.APIVersion, APIVersion)
-				}
-			},
-			"name": func(n *yaml.Node, f string) {
-				r.Name = d.str(n, f)
-				if r.Name != "" && !nameRE.MatchString(r.Name) {
-					d.errAt(n, f, "%q is not a valid name (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters)", r.Name)
-				}
-			},
-			"upstream": func(n *yaml.Node, f string) {
-				d.mapping(n, f, fieldSpec{
-					required: []string{"git", "ref"},
-					fields: map[string]func(*yaml.Node, string){
-						"git": func(n *yaml.Node, f string) {
-							r.Upstream.Git = d.str(n, f)
-							if r.Upstream.Git != "" {
-								if err := checkGitURL(r.Upstream.Git); err != nil {
-									d.errAt(n, f, "%v", err)
-								}
-							}
-						},
-						"ref": func(n *yaml.Node, f string) {
-							r.Upstream.Ref = d.str(n, f)
-							if r.Upstream.Ref != "" && !validRef(r.Upstream.Ref) {
-								d.errAt(n, f, "%q is not a valid git ref", r.Upstream.Ref)
-							}
-						},
-					},
-				})
-			},
-			"base": func(n *yaml.Node, f string) {
-				r.Base = d.str(n, f)
-				if r.Base != "" {
-					if err := CheckImageRef(r.Base); err != nil {
-						d.errAt(n, f, "%v", err)
-					}
-				}
-			},
-			"platform": func(n *yaml.Node, f string) {
-				r.Platform = d.str(n, f)
-				if r.Platform != "" && !platformRE.MatchString(r.Platform) {
-					d.errAt(n, f, "%q is not a platform (os/arch[/variant], e.g. linux/amd64)", r.Platform)
-				}
-			},
-			"patches": func(n *yaml.Node, f string) {
-				d.list(n, f, func(i int, n *yaml.Node, f string) {
-					r.Patches = append(r.Patches, d.patch(n, f))
-				})
-			},
-			"build": func(n *yaml.Node, f string) {
-				buildNode = n
-				d.build(n, f, &r.Build)
-			},
-			"image": func(n *yaml.Node, f string) {
-				imageNode = n
-				d.image(n, f, &r.Image)
-			},
+	d.Mapping(n, "", strictyaml.Fields{
+		"apiVersion": func(n *yaml.Node, f string) {
+			r.APIVersion = d.Str(n, f)
+			if r.APIVersion != "" && r.APIVersion != APIVersion {
+				d.ErrAt(n, f, "unsupported apiVersion %q (this vmbuild reads %q)", r.APIVersion, APIVersion)
+			}
 		},
-	})
+		"name": func(n *yaml.Node, f string) {
+			r.Name = d.Str(n, f)
+			if r.Name != "" && !nameRE.MatchString(r.Name) {
+				d.ErrAt(n, f, "%q is not a valid name (lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, at most 63 characters)", r.Name)
+			}
+		},
+		"upstream": func(n *yaml.Node, f string) {
+			d.Mapping(n, f, strictyaml.Fields{
+				"git": func(n *yaml.Node, f string) {
+					r.Upstream.Git = d.Str(n, f)
+					if r.Upstream.Git != "" {
+						if err := checkGitURL(r.Upstream.Git); err != nil {
+							d.ErrAt(n, f, "%v", err)
+						}
+					}
+				},
+				"ref": func(n *yaml.Node, f string) {
+					r.Upstream.Ref = d.Str(n, f)
+					if r.Upstream.Ref != "" && !validRef(r.Upstream.Ref) {
+						d.ErrAt(n, f, "%q is not a valid git ref", r.Upstream.Ref)
+					}
+				},
+			}, "git", "ref")
+		},
+		"base": func(n *yaml.Node, f string) {
+			r.Base = d.Str(n, f)
+			if r.Base != "" {
+				if err := CheckImageRef(r.Base); err != nil {
+					d.ErrAt(n, f, "%v", err)
+				}
+			}
+		},
+		"platform": func(n *yaml.Node, f string) {
+			r.Platform = d.Str(n, f)
+			if r.Platform != "" && !platformRE.MatchString(r.Platform) {
+				d.ErrAt(n, f, "%q is not a platform (os/arch[/variant], e.g. linux/amd64)", r.Platform)
+			}
+		},
+		"patches": func(n *yaml.Node, f string) {
+			d.List(n, f, func(i int, n *yaml.Node, f string) {
+				r.Patches = append(r.Patches, d.patch(n, f))
+			})
+		},
+		"build": func(n *yaml.Node, f string) {
+			buildNode = n
+			d.build(n, f, &r.Build)
+		},
+		"image": func(n *yaml.Node, f string) {
+			imageNode = n
+			d.image(n, f, &r.Image)
+		},
+	}, "apiVersion", "name", "upstream", "build")
 	if r.Image.Workdir == "" {
 		r.Image.Workdir = DefaultWorkdir
 	}
 	if buildNode != nil && r.Build.Dockerfile != nil && imageNode != nil {
-		d.errAt(imageNode, "image", "image settings apply to native builds only; in dockerfile mode the Dockerfile sets them")
+		d.ErrAt(imageNode, "image", "image settings apply to native builds only; in dockerfile mode the Dockerfile sets them")
 	}
 	if r.NeedsBase() && r.Base == "" && buildNode != nil {
 		why := "native builds run their layers on it"
 		if !r.Build.Native() {
 			why = "script patches run in it"
 		}
-		d.errAt(n, "base", "missing required field (%s)", why)
+		d.ErrAt(n, "base", "missing required field (%s)", why)
 	}
 }
 
@@ -437,208 +154,201 @@ var (
 func (d *decoder) patch(n *yaml.Node, field string) Patch {
 	p := Patch{Line: resolve(n).Line}
 	var fileNode *yaml.Node
-	d.mapping(n, field, fieldSpec{
-		fields: map[string]func(*yaml.Node, string){
-			"file": func(n *yaml.Node, f string) {
-				if p.File != "" {
-					d.errAt(n, f, "give either file (a unified diff) or script, not both")
-					return
-				}
-				p.File, p.Kind, fileNode = d.str(n, f), PatchDiff, n
-			},
-			"script": func(n *yaml.Node, f string) {
-				if p.File != "" {
-					d.errAt(n, f, "give either file (a unified diff) or script, not both")
-					return
-				}
-				p.File, p.Kind, fileNode = d.str(n, f), PatchScript, n
-			},
-			"name":     func(n *yaml.Node, f string) { p.Name = d.str(n, f) },
-			"optional": func(n *yaml.Node, f string) { p.Optional = d.boolean(n, f) },
-			"offset":   func(n *yaml.Node, f string) { p.Offset = d.boolean(n, f) },
-			"fuzz": func(n *yaml.Node, f string) {
-				p.Fuzz = d.integer(n, f)
-				if p.Fuzz < 0 || p.Fuzz > 3 {
-					d.errAt(n, f, "must be between 0 and 3")
-				}
-			},
+	d.Mapping(n, field, strictyaml.Fields{
+		"file": func(n *yaml.Node, f string) {
+			if p.File != "" {
+				d.ErrAt(n, f, "give either file (a unified diff) or script, not both")
+				return
+			}
+			p.File, p.Kind, fileNode = d.Str(n, f), PatchDiff, n
+		},
+		"script": func(n *yaml.Node, f string) {
+			if p.File != "" {
+				d.ErrAt(n, f, "give either file (a unified diff) or script, not both")
+				return
+			}
+			p.File, p.Kind, fileNode = d.Str(n, f), PatchScript, n
+		},
+		"name":     func(n *yaml.Node, f string) { p.Name = d.Str(n, f) },
+		"optional": func(n *yaml.Node, f string) { p.Optional = d.Bool(n, f) },
+		"offset":   func(n *yaml.Node, f string) { p.Offset = d.Bool(n, f) },
+		"fuzz": func(n *yaml.Node, f string) {
+			p.Fuzz = d.Int(n, f)
+			if p.Fuzz < 0 || p.Fuzz > 3 {
+				d.ErrAt(n, f, "must be between 0 and 3")
+			}
 		},
 	})
 	if p.File == "" && fileNode == nil && resolve(n).Kind == yaml.MappingNode {
-		d.errAt(n, field, "missing file (a unified diff) or script (a shell script)")
+		d.ErrAt(n, field, "missing file (a unified diff) or script (a shell script)")
 	}
 	if p.File != "" {
 		if err := checkRelPath(p.File); err != nil {
-			d.errAt(fileNode, field, "%v", err)
+			d.ErrAt(fileNode, field, "%v", err)
 		}
 	}
 	if p.Name == "" {
 		p.Name = path.Base(filepath.ToSlash(p.File))
 	}
 	if p.Kind == PatchScript && (p.Offset || p.Fuzz != 0) {
-		d.errAt(n, field, "offset and fuzz apply to diffs, not scripts")
+		d.ErrAt(n, field, "offset and fuzz apply to diffs, not scripts")
 	}
 	return p
 }
 
 func (d *decoder) build(n *yaml.Node, field string, b *Build) {
 	var haveDockerfile, haveLayers bool
-	d.mapping(n, field, fieldSpec{
-		fields: map[string]func(*yaml.Node, string){
-			"dockerfile": func(n *yaml.Node, f string) {
-				haveDockerfile = true
-				df := &Dockerfile{Path: "Dockerfile", Args: map[string]string{}}
-				if resolve(n).Tag == "!!null" {
-					b.Dockerfile = df
-					return
-				}
-				d.mapping(n, f, fieldSpec{fields: map[string]func(*yaml.Node, string){
-					"path": func(n *yaml.Node, f string) {
-						df.Path = d.str(n, f)
-						if err := checkRelPath(df.Path); err != nil {
-							d.errAt(n, f, "%v", err)
-						}
-					},
-					"target": func(n *yaml.Node, f string) { df.Target = d.str(n, f) },
-					"args": func(n *yaml.Node, f string) {
-						df.Args = d.strMap(n, f)
-						if _, ok := df.Args["SOURCE_COMMIT"]; ok {
-							d.errAt(n, f+".SOURCE_COMMIT", "is set from the lock's commit; remove it")
-						}
-						if _, ok := df.Args["SOURCE_DATE_EPOCH"]; ok {
-							d.errAt(n, f+".SOURCE_DATE_EPOCH", "comes from the lock's commit time; use sourceDateEpochArg: true to pass it to the Dockerfile")
-						}
-					},
-					"sourceDateEpochArg": func(n *yaml.Node, f string) { df.SourceDateEpochArg = d.boolean(n, f) },
-				}})
+	d.Mapping(n, field, strictyaml.Fields{
+		"dockerfile": func(n *yaml.Node, f string) {
+			haveDockerfile = true
+			df := &Dockerfile{Path: "Dockerfile", Args: map[string]string{}}
+			if resolve(n).Tag == "!!null" {
 				b.Dockerfile = df
-			},
-			"layers": func(n *yaml.Node, f string) {
-				haveLayers = true
-				d.list(n, f, func(i int, n *yaml.Node, f string) {
-					b.Layers = append(b.Layers, d.layer(n, f))
-				})
-				if len(b.Layers) == 0 {
-					d.errAt(n, f, "needs at least one layer")
-				}
-			},
+				return
+			}
+			d.Mapping(n, f, strictyaml.Fields{
+				"path": func(n *yaml.Node, f string) {
+					df.Path = d.Str(n, f)
+					if err := checkRelPath(df.Path); err != nil {
+						d.ErrAt(n, f, "%v", err)
+					}
+				},
+				"target": func(n *yaml.Node, f string) { df.Target = d.Str(n, f) },
+				"args": func(n *yaml.Node, f string) {
+					df.Args = d.StrMap(n, f)
+					if _, ok := df.Args["SOURCE_COMMIT"]; ok {
+						d.ErrAt(n, f+".SOURCE_COMMIT", "is set from the lock's commit; remove it")
+					}
+					if _, ok := df.Args["SOURCE_DATE_EPOCH"]; ok {
+						d.ErrAt(n, f+".SOURCE_DATE_EPOCH", "comes from the lock's commit time; use sourceDateEpochArg: true to pass it to the Dockerfile")
+					}
+				},
+				"sourceDateEpochArg": func(n *yaml.Node, f string) { df.SourceDateEpochArg = d.Bool(n, f) },
+			})
+			b.Dockerfile = df
+		},
+		"layers": func(n *yaml.Node, f string) {
+			haveLayers = true
+			d.List(n, f, func(i int, n *yaml.Node, f string) {
+				b.Layers = append(b.Layers, d.layer(n, f))
+			})
+			if len(b.Layers) == 0 {
+				d.ErrAt(n, f, "needs at least one layer")
+			}
 		},
 	})
 	switch {
 	case haveDockerfile && haveLayers:
-		d.errAt(n, field, "give exactly one of dockerfile or layers, not both")
+		d.ErrAt(n, field, "give exactly one of dockerfile or layers, not both")
 	case !haveDockerfile && !haveLayers && resolve(n).Kind == yaml.MappingNode:
-		d.errAt(n, field, "give exactly one of dockerfile or layers")
+		d.ErrAt(n, field, "give exactly one of dockerfile or layers")
 	}
 }
 
 func (d *decoder) layer(n *yaml.Node, field string) Layer {
 	l := Layer{Network: NetworkNone, Env: map[string]string{}, Line: resolve(n).Line}
-	d.mapping(n, field, fieldSpec{
-		required: []string{"name", "run", "outputs"},
-		fields: map[string]func(*yaml.Node, string){
-			"name": func(n *yaml.Node, f string) {
-				l.Name = d.str(n, f)
-				if l.Name != "" && !nameRE.MatchString(l.Name) {
-					d.errAt(n, f, "%q is not a valid layer name (lower-case letters, digits, '.', '_', '-')", l.Name)
-				}
-			},
-			"inputs": func(n *yaml.Node, f string) {
-				l.Inputs = d.strList(n, f)
-				for i, in := range l.Inputs {
-					if err := checkGlob(in); err != nil {
-						d.errAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
-					}
-				}
-			},
-			"run": func(n *yaml.Node, f string) {
-				l.Run = d.str(n, f)
-				if strings.TrimSpace(l.Run) == "" && resolve(n).Tag == "!!str" {
-					d.errAt(n, f, "must not be empty")
-				}
-			},
-			"outputs": func(n *yaml.Node, f string) {
-				l.Outputs = d.strList(n, f)
-				if len(l.Outputs) == 0 && resolve(n).Kind == yaml.SequenceNode {
-					d.errAt(n, f, "needs at least one absolute path")
-				}
-				for i, o := range l.Outputs {
-					if err := checkAbsPath(o); err != nil {
-						d.errAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
-					}
-				}
-			},
-			"needs": func(n *yaml.Node, f string) {
-				l.Needs = d.strList(n, f)
-				if n = resolve(n); n.Kind == yaml.SequenceNode {
-					for _, c := range n.Content {
-						l.needsLines = append(l.needsLines, c.Line)
-					}
-				}
-			},
-			"network": func(n *yaml.Node, f string) {
-				v := d.str(n, f)
-				switch Network(v) {
-				case NetworkNone, NetworkHost:
-					l.Network = Network(v)
-				case "":
-				default:
-					d.errAt(n, f, "must be none or host, not %q", v)
-				}
-			},
-			"env": func(n *yaml.Node, f string) {
-				l.Env = d.strMap(n, f)
-				d.checkEnvKeys(n, f, l.Env)
-			},
-			"cache": func(n *yaml.Node, f string) {
-				l.Cache = d.strList(n, f)
-				for i, c := range l.Cache {
-					if err := checkAbsPath(c); err != nil {
-						d.errAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
-					}
-				}
-			},
-			"sourceDateEpoch": func(n *yaml.Node, f string) { l.SourceDateEpoch = d.boolean(n, f) },
+	d.Mapping(n, field, strictyaml.Fields{
+		"name": func(n *yaml.Node, f string) {
+			l.Name = d.Str(n, f)
+			if l.Name != "" && !nameRE.MatchString(l.Name) {
+				d.ErrAt(n, f, "%q is not a valid layer name (lower-case letters, digits, '.', '_', '-')", l.Name)
+			}
 		},
-	})
+		"inputs": func(n *yaml.Node, f string) {
+			l.Inputs = d.StrList(n, f)
+			for i, in := range l.Inputs {
+				if err := checkGlob(in); err != nil {
+					d.ErrAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+				}
+			}
+		},
+		"run": func(n *yaml.Node, f string) {
+			l.Run = d.Str(n, f)
+			if strings.TrimSpace(l.Run) == "" && resolve(n).Tag == "!!str" {
+				d.ErrAt(n, f, "must not be empty")
+			}
+		},
+		"outputs": func(n *yaml.Node, f string) {
+			l.Outputs = d.StrList(n, f)
+			if len(l.Outputs) == 0 && resolve(n).Kind == yaml.SequenceNode {
+				d.ErrAt(n, f, "needs at least one absolute path")
+			}
+			for i, o := range l.Outputs {
+				if err := checkAbsPath(o); err != nil {
+					d.ErrAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+				}
+			}
+		},
+		"needs": func(n *yaml.Node, f string) {
+			l.Needs = d.StrList(n, f)
+			if n = resolve(n); n.Kind == yaml.SequenceNode {
+				for _, c := range n.Content {
+					l.needsLines = append(l.needsLines, c.Line)
+				}
+			}
+		},
+		"network": func(n *yaml.Node, f string) {
+			v := d.Str(n, f)
+			switch Network(v) {
+			case NetworkNone, NetworkHost:
+				l.Network = Network(v)
+			case "":
+			default:
+				d.ErrAt(n, f, "must be none or host, not %q", v)
+			}
+		},
+		"env": func(n *yaml.Node, f string) {
+			l.Env = d.StrMap(n, f)
+			d.checkEnvKeys(n, f, l.Env)
+		},
+		"cache": func(n *yaml.Node, f string) {
+			l.Cache = d.StrList(n, f)
+			for i, c := range l.Cache {
+				if err := checkAbsPath(c); err != nil {
+					d.ErrAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+				}
+			}
+		},
+		"sourceDateEpoch": func(n *yaml.Node, f string) { l.SourceDateEpoch = d.Bool(n, f) },
+	}, "name", "run", "outputs")
 	return l
 }
 
 func (d *decoder) checkEnvKeys(n *yaml.Node, f string, env map[string]string) {
 	for _, k := range SortedKeys(env) {
 		if !envKeyRE.MatchString(k) {
-			d.errAt(n, join(f, k), "is not a valid environment variable name")
+			d.ErrAt(n, strictyaml.Join(f, k), "is not a valid environment variable name")
 		}
 	}
 }
 
 func (d *decoder) image(n *yaml.Node, field string, im *Image) {
-	d.mapping(n, field, fieldSpec{fields: map[string]func(*yaml.Node, string){
+	d.Mapping(n, field, strictyaml.Fields{
 		"workdir": func(n *yaml.Node, f string) {
-			im.Workdir = d.str(n, f)
+			im.Workdir = d.Str(n, f)
 			if err := checkAbsPath(im.Workdir); err != nil {
-				d.errAt(n, f, "%v", err)
+				d.ErrAt(n, f, "%v", err)
 			}
 		},
-		"user": func(n *yaml.Node, f string) { im.User = d.stringish(n, f) },
+		"user": func(n *yaml.Node, f string) { im.User = d.Stringish(n, f) },
 		"env": func(n *yaml.Node, f string) {
-			im.Env = d.strMap(n, f)
+			im.Env = d.StrMap(n, f)
 			d.checkEnvKeys(n, f, im.Env)
 		},
-		"entrypoint": func(n *yaml.Node, f string) { im.Entrypoint = d.strList(n, f) },
-		"cmd":        func(n *yaml.Node, f string) { im.Cmd = d.strList(n, f) },
+		"entrypoint": func(n *yaml.Node, f string) { im.Entrypoint = d.StrList(n, f) },
+		"cmd":        func(n *yaml.Node, f string) { im.Cmd = d.StrList(n, f) },
 		"expose": func(n *yaml.Node, f string) {
-			d.list(n, f, func(i int, c *yaml.Node, f string) {
-				v := d.stringish(c, f)
+			d.List(n, f, func(i int, c *yaml.Node, f string) {
+				v := d.Stringish(c, f)
 				if v != "" && !exposeRE.MatchString(v) {
-					d.errAt(c, f, "%q is not a port (e.g. 3000 or 3000/tcp)", v)
+					d.ErrAt(c, f, "%q is not a port (e.g. 3000 or 3000/tcp)", v)
 					return
 				}
 				im.Expose = append(im.Expose, v)
 			})
 		},
-		"labels": func(n *yaml.Node, f string) { im.Labels = d.strMap(n, f) },
-	}})
+		"labels": func(n *yaml.Node, f string) { im.Labels = d.StrMap(n, f) },
+	})
 }
 
 // validate checks what needs the whole recipe: references between layers,
@@ -648,7 +358,7 @@ func (d *decoder) validate(r *Recipe, readFile ReadFileFunc) {
 	for i, l := range r.Build.Layers {
 		f := fmt.Sprintf("build.layers[%d]", i)
 		if prev, dup := names[l.Name]; dup {
-			d.errs = append(d.errs, &FieldError{File: d.file, Line: l.Line, Field: f + ".name", Msg: fmt.Sprintf("duplicate layer name %q (also build.layers[%d])", l.Name, prev)})
+			d.ErrLine(&FieldError{File: d.file, Line: l.Line, Field: f + ".name", Msg: fmt.Sprintf("duplicate layer name %q (also build.layers[%d])", l.Name, prev)})
 		}
 		names[l.Name] = i
 	}
@@ -660,20 +370,20 @@ func (d *decoder) validate(r *Recipe, readFile ReadFileFunc) {
 				line = l.needsLines[j]
 			}
 			if _, ok := names[need]; !ok {
-				d.errs = append(d.errs, &FieldError{File: d.file, Line: line, Field: f, Msg: fmt.Sprintf("no layer named %q", need)})
+				d.ErrLine(&FieldError{File: d.file, Line: line, Field: f, Msg: fmt.Sprintf("no layer named %q", need)})
 			} else if need == l.Name {
-				d.errs = append(d.errs, &FieldError{File: d.file, Line: line, Field: f, Msg: "a layer cannot need itself"})
+				d.ErrLine(&FieldError{File: d.file, Line: line, Field: f, Msg: "a layer cannot need itself"})
 			}
 		}
 	}
 	if cyc := findCycle(r); cyc != "" {
-		d.errs = append(d.errs, &FieldError{File: d.file, Field: "build.layers", Msg: "layers need each other in a cycle: " + cyc})
+		d.ErrLine(&FieldError{File: d.file, Field: "build.layers", Msg: "layers need each other in a cycle: " + cyc})
 	}
 	pnames := map[string]int{}
 	for i, p := range r.Patches {
 		f := fmt.Sprintf("patches[%d]", i)
 		if prev, dup := pnames[p.Name]; dup {
-			d.errs = append(d.errs, &FieldError{File: d.file, Line: p.Line, Field: f, Msg: fmt.Sprintf("duplicate patch name %q (also patches[%d]); give one a name:", p.Name, prev)})
+			d.ErrLine(&FieldError{File: d.file, Line: p.Line, Field: f, Msg: fmt.Sprintf("duplicate patch name %q (also patches[%d]); give one a name:", p.Name, prev)})
 		}
 		pnames[p.Name] = i
 		if readFile == nil || p.File == "" {
@@ -685,13 +395,13 @@ func (d *decoder) validate(r *Recipe, readFile ReadFileFunc) {
 			if errors.Is(err, os.ErrNotExist) {
 				msg = fmt.Sprintf("patch file %s does not exist (paths are relative to the recipe's directory %s)", p.File, r.Dir)
 			}
-			d.errs = append(d.errs, &FieldError{File: d.file, Line: p.Line, Field: f, Msg: msg})
+			d.ErrLine(&FieldError{File: d.file, Line: p.Line, Field: f, Msg: msg})
 			continue
 		}
 		r.Patches[i].Content = content
 		r.Patches[i].SHA256 = sha256hex(content)
 		if len(content) == 0 {
-			d.errs = append(d.errs, &FieldError{File: d.file, Line: p.Line, Field: f, Msg: fmt.Sprintf("patch file %s is empty", p.File)})
+			d.ErrLine(&FieldError{File: d.file, Line: p.Line, Field: f, Msg: fmt.Sprintf("patch file %s is empty", p.File)})
 		}
 	}
 }

@@ -6,14 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"gopkg.in/yaml.v3"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/strictyaml"
 	"github.com/vmbuild/vmbuild/provenance"
 )
 
@@ -177,49 +176,15 @@ func (p *Policy) Validate() error {
 
 // PolicyFieldError is one problem in a policy file, located by file, line
 // and the dotted path of the field.
-type PolicyFieldError struct {
-	File   string
-	Line   int
-	Column int
-	Field  string
-	Msg    string
-}
-
-func (e *PolicyFieldError) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-		if e.Column > 0 {
-			loc = fmt.Sprintf("%s:%d", loc, e.Column)
-		}
-	}
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %s", loc, e.Field, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", loc, e.Msg)
-}
+type PolicyFieldError = strictyaml.FieldError
 
 // PolicyError lists every problem found in a policy file, in file order.
 // It matches errs.ErrInvalidPolicy.
-type PolicyError struct {
-	File   string
-	Fields []*PolicyFieldError
-}
+type PolicyError = strictyaml.Error
 
-func (e *PolicyError) Error() string {
-	if len(e.Fields) == 1 {
-		return "invalid policy: " + e.Fields[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "invalid policy %s: %d problems:", e.File, len(e.Fields))
-	for _, f := range e.Fields {
-		b.WriteString("\n  ")
-		b.WriteString(f.Error())
-	}
-	return b.String()
+func policyError(file string, fe *PolicyFieldError) *PolicyError {
+	return &PolicyError{What: "policy", File: file, Fields: []*PolicyFieldError{fe}, Sentinel: errs.ErrInvalidPolicy}
 }
-
-func (e *PolicyError) Is(target error) bool { return target == errs.ErrInvalidPolicy }
 
 // LoadPolicy reads and parses the policy file at path. A relative
 // history path in it resolves against the policy file's directory.
@@ -246,7 +211,7 @@ func LoadPolicy(path string) (*Policy, error) {
 	}
 	if p.HistoryFile != "" {
 		if st, err := os.Stat(p.HistoryFile); err != nil || !st.Mode().IsRegular() {
-			return nil, &PolicyError{File: path, Fields: []*PolicyFieldError{{File: path, Line: p.historyLine, Field: "history", Msg: fmt.Sprintf("%s is not a readable file", p.HistoryFile)}}}
+			return nil, policyError(path, &PolicyFieldError{File: path, Line: p.historyLine, Field: "history", Msg: fmt.Sprintf("%s is not a readable file", p.HistoryFile)})
 		}
 	}
 	return p, nil
@@ -257,165 +222,43 @@ func LoadPolicy(path string) (*Policy, error) {
 // naming file:line and the field (a *PolicyError). file is used in
 // messages; a relative history path is returned as written.
 func ParsePolicy(file string, raw []byte) (*Policy, error) {
-	d := &pdecoder{file: file}
+	d := &pdecoder{Decoder: strictyaml.NewDecoder("policy", file, errs.ErrInvalidPolicy, strictyaml.Options{RefuseAliases: true})}
 	if len(raw) > MaxPolicyBytes {
-		d.errAt(nil, "", "larger than %d bytes", MaxPolicyBytes)
-		return nil, d.result()
+		d.ErrAt(nil, "", "larger than %d bytes", MaxPolicyBytes)
+		return nil, d.Result()
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		line := 0
-		msg := err.Error()
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = strings.TrimSpace(yamlLineRE.ReplaceAllString(msg, ""))
-		}
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		return nil, &PolicyError{File: file, Fields: []*PolicyFieldError{{File: file, Line: line, Msg: "malformed YAML: " + msg}}}
-	}
-	if len(doc.Content) == 0 {
-		d.errAt(nil, "", "the file is empty")
-		return nil, d.result()
+	top, err := d.Parse(raw)
+	if err != nil {
+		return nil, err
 	}
 	p := &Policy{File: file}
-	d.policy(doc.Content[0], p)
-	if err := d.result(); err != nil {
+	d.policy(top, p)
+	if err := d.Result(); err != nil {
 		return nil, err
 	}
 	// The decoder checked everything field by field; Validate is the
 	// backstop for rules across fields.
 	if err := p.Validate(); err != nil {
-		return nil, &PolicyError{File: file, Fields: []*PolicyFieldError{{File: file, Line: 1, Msg: strings.TrimPrefix(err.Error(), errs.ErrInvalidPolicy.Error()+": ")}}}
+		return nil, policyError(file, &PolicyFieldError{File: file, Line: 1, Msg: strings.TrimPrefix(err.Error(), errs.ErrInvalidPolicy.Error()+": ")})
 	}
 	return p, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`(?:yaml: )?line (\d+):`)
+type pdecoder struct{ *strictyaml.Decoder }
 
-type pdecoder struct {
-	file string
-	errs []*PolicyFieldError
-}
-
-func (d *pdecoder) result() error {
-	if len(d.errs) == 0 {
-		return nil
-	}
-	sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].Line < d.errs[j].Line })
-	return &PolicyError{File: d.file, Fields: d.errs}
-}
-
-func (d *pdecoder) errAt(n *yaml.Node, field, format string, args ...any) {
-	fe := &PolicyFieldError{File: d.file, Field: field, Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		fe.Line, fe.Column = n.Line, n.Column
-	}
-	if len(d.errs) < 100 {
-		d.errs = append(d.errs, fe)
-	}
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	case yaml.ScalarNode:
-		switch n.Tag {
-		case "!!null":
-			return "null"
-		case "!!bool":
-			return "a boolean"
-		case "!!int", "!!float":
-			return "a number"
-		}
-		return "a string"
-	}
-	return "something else"
-}
-
-func join(field, key string) string {
-	if field == "" {
-		return key
-	}
-	return field + "." + key
-}
-
-// Aliases are refused outright: a policy is short, and alias expansion is
-// how YAML bombs work.
-func (d *pdecoder) noAlias(n *yaml.Node, field string) bool {
-	if n.Kind == yaml.AliasNode || n.Anchor != "" {
-		d.errAt(n, field, "YAML anchors and aliases are not supported in a policy")
-		return false
-	}
-	return true
-}
-
-type pfields map[string]func(n *yaml.Node, field string)
+type pfields = strictyaml.Fields
 
 func (d *pdecoder) mapping(n *yaml.Node, field string, fields pfields, required ...string) map[string]*yaml.Node {
-	if !d.noAlias(n, field) {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		d.errAt(n, field, "must be a mapping, not %s", kindName(n))
-		return nil
-	}
-	seen := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if !d.noAlias(k, field) {
-			continue
-		}
-		if k.Kind == yaml.ScalarNode && k.Value == "<<" {
-			d.errAt(k, field, "YAML merge keys (<<) are not supported")
-			continue
-		}
-		if k.Kind != yaml.ScalarNode || k.Tag != "!!str" {
-			d.errAt(k, field, "keys must be strings")
-			continue
-		}
-		name := join(field, k.Value)
-		if prev, dup := seen[k.Value]; dup {
-			d.errAt(k, name, "duplicate key (first defined on line %d)", prev.Line)
-			continue
-		}
-		seen[k.Value] = k
-		fn, ok := fields[k.Value]
-		if !ok {
-			names := make([]string, 0, len(fields))
-			for f := range fields {
-				names = append(names, f)
-			}
-			sort.Strings(names)
-			d.errAt(k, name, "unknown field (allowed: %s)", strings.Join(names, ", "))
-			continue
-		}
-		fn(v, name)
-	}
-	for _, req := range required {
-		if _, ok := seen[req]; !ok {
-			d.errAt(n, join(field, req), "missing required field")
-		}
-	}
-	return seen
+	return d.Mapping(n, field, fields, required...)
 }
 
+// str decodes a non-empty string.
 func (d *pdecoder) str(n *yaml.Node, field string) string {
-	if !d.noAlias(n, field) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == "" && n.Anchor == "" {
+		d.ErrAt(n, field, "must not be empty")
 		return ""
 	}
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		d.errAt(n, field, "must be a string, not %s", kindName(n))
-		return ""
-	}
-	if n.Value == "" {
-		d.errAt(n, field, "must not be empty")
-	}
-	return n.Value
+	return d.Str(n, field)
 }
 
 // hex decodes a hexadecimal value (a commit id, a sha256): unquoted hex
@@ -435,29 +278,15 @@ func isAny(n *yaml.Node) bool {
 
 // list decodes a list; `any` instead of a list sets *anyOut (when allowed).
 func (d *pdecoder) list(n *yaml.Node, field string, anyOut *bool, each func(i int, n *yaml.Node, field string)) bool {
-	if !d.noAlias(n, field) {
-		return false
-	}
-	if anyOut != nil && isAny(n) {
+	if anyOut != nil && isAny(n) && n.Anchor == "" {
 		*anyOut = true
 		return false
 	}
-	if n.Kind != yaml.SequenceNode {
-		hint := ""
-		if anyOut != nil {
-			hint = " (or any)"
-		}
-		d.errAt(n, field, "must be a list%s, not %s", hint, kindName(n))
+	if anyOut != nil && n.Kind != yaml.SequenceNode && n.Kind != yaml.AliasNode && n.Anchor == "" {
+		d.ErrAt(n, field, "must be a list (or any), not %s", strictyaml.KindName(n))
 		return false
 	}
-	if len(n.Content) > 10000 {
-		d.errAt(n, field, "more than 10000 entries")
-		return false
-	}
-	for i, c := range n.Content {
-		each(i, c, fmt.Sprintf("%s[%d]", field, i))
-	}
-	return true
+	return d.List(n, field, each)
 }
 
 func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
@@ -465,12 +294,12 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 	d.mapping(n, "", pfields{
 		"apiVersion": func(n *yaml.Node, f string) {
 			if v := d.str(n, f); v != "" && v != PolicyAPIVersion {
-				d.errAt(n, f, "unsupported apiVersion %q (this vmbuild reads %q)", v, PolicyAPIVersion)
+				d.ErrAt(n, f, "unsupported apiVersion %q (this vmbuild reads %q)", v, PolicyAPIVersion)
 			}
 		},
 		"kind": func(n *yaml.Node, f string) {
 			if v := d.str(n, f); v != "" && v != PolicyKind {
-				d.errAt(n, f, "kind %q, want %q", v, PolicyKind)
+				d.ErrAt(n, f, "kind %q, want %q", v, PolicyKind)
 			}
 		},
 		"source": func(n *yaml.Node, f string) {
@@ -481,9 +310,9 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 				p.AnySource = true
 			default:
 				if clean, err := provenance.SanitizeURL(v); err != nil {
-					d.errAt(n, f, "%v", err)
+					d.ErrAt(n, f, "%v", err)
 				} else if clean != v {
-					d.errAt(n, f, "%q is not in the sanitized form provenance records (it would be %q): no credentials, query or fragment", v, clean)
+					d.ErrAt(n, f, "%q is not in the sanitized form provenance records (it would be %q): no credentials, query or fragment", v, clean)
 				} else {
 					p.Source = v
 				}
@@ -494,7 +323,7 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 			d.list(n, f, &p.AnyCommit, func(_ int, n *yaml.Node, f string) {
 				v := d.hex(n, f)
 				if v != "" && !commitRE.MatchString(v) {
-					d.errAt(n, f, "%q is not a full commit id (40 lowercase hex)", v)
+					d.ErrAt(n, f, "%q is not a full commit id (40 lowercase hex)", v)
 					return
 				}
 				if v != "" {
@@ -516,11 +345,11 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 						v := d.hex(n, f)
 						v = strings.TrimPrefix(v, "sha256:")
 						if v != "" && !hex64RE.MatchString(v) {
-							d.errAt(n, f, "%q is not a sha256 (64 lowercase hex)", v)
+							d.ErrAt(n, f, "%q is not a sha256 (64 lowercase hex)", v)
 							return
 						}
 						if prev, dup := seen[v]; dup && v != "" {
-							d.errAt(n, f, "the same patch is listed twice (first on line %d)", prev)
+							d.ErrAt(n, f, "the same patch is listed twice (first on line %d)", prev)
 							return
 						}
 						seen[v] = n.Line
@@ -542,7 +371,7 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 				}
 				dg, err := digest.Parse(v)
 				if err != nil || dg.Algorithm() != digest.SHA256 {
-					d.errAt(n, f, "%q is not an image digest (sha256:<64 hex>)", v)
+					d.ErrAt(n, f, "%q is not an image digest (sha256:<64 hex>)", v)
 					return
 				}
 				p.BaseImages = append(p.BaseImages, dg)
@@ -558,9 +387,9 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 	}, "apiVersion", "kind", "source", "patches", "baseImages")
 	switch {
 	case commitsNode == nil && historyNode == nil:
-		d.errAt(n, "commits", "missing required field (give commits, history, or both; `commits: any` allows every commit)")
+		d.ErrAt(n, "commits", "missing required field (give commits, history, or both; `commits: any` allows every commit)")
 	case p.AnyCommit && historyNode != nil:
-		d.errAt(historyNode, "history", "commits is any: a history file adds nothing")
+		d.ErrAt(historyNode, "history", "commits is any: a history file adds nothing")
 	}
 	if historyNode != nil {
 		p.historyLine = historyNode.Line
