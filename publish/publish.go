@@ -7,14 +7,17 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
@@ -160,7 +163,17 @@ func Push(ctx context.Context, repo string, tags []string, r *recipe.Recipe, l *
 	}
 	rep.Signature = sres
 	log.Info("signed", "image", ref)
-	ares, err := pub.Attest(ctx, ref, stmt, opts.Signer)
+	var ares sign.Result
+	if same, ok := equivalentAttestation(ctx, opts, repo, res, stmt); ok {
+		// The same build (same inputs, builder, BuildKit) already attested
+		// this image: keep that provenance instead of replacing it with
+		// one that differs only in its invocation id and times.
+		ares = same
+		rep.Statement = nil
+		log.Info("provenance of an equivalent build already attested; kept", "image", ref)
+	} else {
+		ares, err = pub.Attest(ctx, ref, stmt, opts.Signer)
+	}
 	if err != nil {
 		return rep, &Error{Image: ref, Step: "attesting provenance", Done: []string{"image (by digest)", "signature"}, NotDone: append([]string{"provenance attestation"}, notTags...), Err: err}
 	}
@@ -212,4 +225,48 @@ func Layout(ctx context.Context, dir string, r *recipe.Recipe, l *lock.Lock, res
 func IsIncomplete(err error) bool {
 	var e *Error
 	return errors.As(err, &e)
+}
+
+// equivalentAttestation reports whether the image already carries, in
+// every requested format, a provenance attestation signed by our key that
+// records the same build as stmt (all but the invocation id and times).
+func equivalentAttestation(ctx context.Context, opts Options, repo string, res *build.Result, stmt []byte) (sign.Result, bool) {
+	want, err := provenance.Parse(stmt)
+	if err != nil {
+		return sign.Result{}, false
+	}
+	atts, err := sign.FetchAttestations(ctx, opts.Registry, repo, res.Digest)
+	if err != nil {
+		return sign.Result{}, false
+	}
+	formats := opts.Formats
+	if formats == 0 {
+		formats = sign.FormatAll
+	}
+	found := sign.Format(0)
+	out := sign.Result{Subject: res.Digest}
+	for _, a := range atts {
+		pt, payload, err := sign.VerifyDSSE(opts.Signer.Public(), a.Envelope)
+		if err != nil || pt != "application/vnd.in-toto+json" {
+			continue
+		}
+		got, err := provenance.Parse(payload)
+		if err != nil || !sameBuild(got, want) {
+			continue
+		}
+		found |= a.Format
+		out.Artifacts = append(out.Artifacts, sign.Artifact{Kind: "attestation", Format: a.Format, Action: sign.Unchanged, Location: a.Source})
+	}
+	return out, found&formats == formats
+}
+
+func sameBuild(a, b *provenance.Info) bool {
+	x, y := *a, *b
+	for _, i := range []*provenance.Info{&x, &y} {
+		i.InvocationID = ""
+		i.StartedOn, i.FinishedOn = time.Time{}, time.Time{}
+	}
+	xb, err1 := json.Marshal(x)
+	yb, err2 := json.Marshal(y)
+	return err1 == nil && err2 == nil && bytes.Equal(xb, yb)
 }

@@ -225,8 +225,20 @@ func TestFailureBetweenPushAndSign(t *testing.T) {
 
 	refuse.Store(false)
 	for i := 0; i < 2; i++ {
-		if _, err := publish.Push(ctx, repo, []string{"latest"}, r, l, res, popts); err != nil {
+		rep, err := publish.Push(ctx, repo, []string{"latest"}, r, l, res, popts)
+		if err != nil {
 			t.Fatalf("re-run %d: %v", i, err)
+		}
+		if i == 1 {
+			// The second re-run finds the same build's provenance and keeps it.
+			for _, a := range append(rep.Signature.Artifacts, rep.Attestation.Artifacts...) {
+				if a.Action != sign.Unchanged {
+					t.Errorf("re-run rewrote %s (%s)", a.Kind, a.Action)
+				}
+			}
+			if len(rep.Attestation.Artifacts) == 0 {
+				t.Error("re-run reports no attestation")
+			}
 		}
 	}
 	desc, err := reg.Resolve(ctx, repo+":latest")

@@ -23,6 +23,7 @@ import (
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/sign"
 )
 
 // buildFlags are `vmbuild build`'s options (CLI only; library options are
@@ -152,6 +153,8 @@ type buildPlan struct {
 	reg      *registry.Client
 	auth     session.Attachable
 	progress progressui.DisplayMode
+	// signer resolves to the decrypted signing key (loaded while building).
+	signer func() (*sign.Signer, error)
 }
 
 func (a *app) prepareBuild(ctx context.Context, path string, f *buildFlags) (*buildPlan, error) {
@@ -180,6 +183,9 @@ func (a *app) prepareBuild(ctx context.Context, path string, f *buildFlags) (*bu
 	p.r, p.l, err = a.loadRecipeAndLock(ctx, path, f.updateLock, p.reg)
 	if err != nil {
 		return nil, err
+	}
+	if f.sign.key != "" && !f.check {
+		p.signer = a.loadSignerAsync(f.sign.key)
 	}
 	helper, err := findHelper(f.helper)
 	if err != nil {
@@ -261,6 +267,17 @@ func (a *app) runBuild(ctx context.Context, path string, f *buildFlags) error {
 	}
 	ctx, stopWatch := buildkit.Watchdog(ctx, conn.Client, buildkit.WatchdogOptions{})
 	defer stopWatch()
+	if p.signer != nil {
+		// A key that does not decrypt stops the build before it pushes.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			if _, err := p.signer(); err != nil {
+				cancel(err)
+			}
+		}()
+	}
 	a.log.Info("building", "recipe", p.r.Name, "commit", p.l.Upstream.Commit, "buildkit", conn.Addr)
 	res, err := build.Build(ctx, p.r, p.l, p.opts)
 	if res != nil {

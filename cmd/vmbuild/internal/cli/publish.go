@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -90,19 +91,41 @@ func (a *app) password(confirm bool) ([]byte, error) {
 }
 
 func (a *app) loadSigner(path string) (*sign.Signer, error) {
+	return a.loadSignerAsync(path)()
+}
+
+// loadSignerAsync reads the key file and the password now (so a missing
+// file or password fails before building) and decrypts the key in the
+// background (scrypt takes a noticeable fraction of a second), while the
+// build runs. The key stays in this process: BuildKit never sees it.
+func (a *app) loadSignerAsync(path string) func() (*sign.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading signing key: %w: %w", errs.ErrKey, err)
+		err = fmt.Errorf("reading signing key: %w: %w", errs.ErrKey, err)
+		return func() (*sign.Signer, error) { return nil, err }
 	}
 	pw, err := a.password(false)
 	if err != nil {
-		return nil, err
+		return func() (*sign.Signer, error) { return nil, err }
 	}
-	s, err := sign.LoadPrivateKey(b, pw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	type result struct {
+		s   *sign.Signer
+		err error
 	}
-	return s, nil
+	ch := make(chan result, 1)
+	go func() {
+		s, err := sign.LoadPrivateKey(b, pw)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+		ch <- result{s, err}
+	}()
+	var once sync.Once
+	var r result
+	return func() (*sign.Signer, error) {
+		once.Do(func() { r = <-ch })
+		return r.s, r.err
+	}
 }
 
 // publishReport says what was published, for the metadata file.
@@ -135,7 +158,10 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 	if s.key == "" {
 		return rep, nil // an unsigned OCI layout
 	}
-	signer, err := a.loadSigner(s.key)
+	if p.signer == nil {
+		p.signer = a.loadSignerAsync(s.key)
+	}
+	signer, err := p.signer()
 	if err != nil {
 		return rep, err
 	}
