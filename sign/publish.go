@@ -135,26 +135,62 @@ func (p *Publisher) SignImage(ctx context.Context, ref string, s *Signer) (Resul
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Subject: t.subject.Digest}
-	if p.formats&FormatLegacy != 0 {
+	// The two formats write different tags and manifests: publish them at
+	// once (each is a handful of registry round trips).
+	legacy := func() (Artifact, error) {
 		a, err := p.signLegacy(ctx, t, s)
 		if err != nil {
-			return res, fmt.Errorf("publishing signature of %s: %w", ref, publishErr(err))
+			return a, fmt.Errorf("publishing signature of %s: %w", ref, publishErr(err))
 		}
-		res.Artifacts = append(res.Artifacts, a)
+		return a, nil
 	}
-	if p.formats&FormatBundle != 0 {
+	bundle := func() (Artifact, error) {
 		stmt, err := signStatement(t.subject.Digest)
 		if err != nil {
-			return res, err
+			return Artifact{}, err
 		}
 		a, err := p.publishBundle(ctx, t, s, "signature", CosignSignPredicateType, stmt)
 		if err != nil {
-			return res, fmt.Errorf("publishing signature bundle of %s: %w", ref, publishErr(err))
+			return a, fmt.Errorf("publishing signature bundle of %s: %w", ref, publishErr(err))
 		}
-		res.Artifacts = append(res.Artifacts, a)
+		return a, nil
 	}
-	return res, nil
+	return p.both(t, legacy, bundle)
+}
+
+// both runs the legacy and the bundle publication (those the publisher's
+// formats select) concurrently and collects their artifacts in a fixed
+// order (legacy first); the first error wins.
+func (p *Publisher) both(t target, legacy, bundle func() (Artifact, error)) (Result, error) {
+	type out struct {
+		a   Artifact
+		err error
+	}
+	res := Result{Subject: t.subject.Digest}
+	var chL, chB chan out
+	if p.formats&FormatLegacy != 0 {
+		chL = make(chan out, 1)
+		go func() { a, err := legacy(); chL <- out{a, err} }()
+	}
+	if p.formats&FormatBundle != 0 {
+		chB = make(chan out, 1)
+		go func() { a, err := bundle(); chB <- out{a, err} }()
+	}
+	var firstErr error
+	for _, ch := range []chan out{chL, chB} {
+		if ch == nil {
+			continue
+		}
+		o := <-ch
+		if o.err != nil {
+			if firstErr == nil {
+				firstErr = o.err
+			}
+			continue
+		}
+		res.Artifacts = append(res.Artifacts, o.a)
+	}
+	return res, firstErr
 }
 
 // Attest signs the in-toto statement (JSON) in a DSSE envelope with s and
@@ -174,22 +210,21 @@ func (p *Publisher) Attest(ctx context.Context, ref string, statement []byte, s 
 	if !si.covers(t.subject.Digest) {
 		return Result{}, fmt.Errorf("attesting %s: the statement's subject does not name %s: %w", ref, t.subject.Digest, errs.ErrUsage)
 	}
-	res := Result{Subject: t.subject.Digest}
-	if p.formats&FormatLegacy != 0 {
+	legacy := func() (Artifact, error) {
 		a, err := p.attestLegacy(ctx, t, s, si.PredicateType, statement)
 		if err != nil {
-			return res, fmt.Errorf("publishing attestation of %s: %w", ref, publishErr(err))
+			return a, fmt.Errorf("publishing attestation of %s: %w", ref, publishErr(err))
 		}
-		res.Artifacts = append(res.Artifacts, a)
+		return a, nil
 	}
-	if p.formats&FormatBundle != 0 {
+	bundle := func() (Artifact, error) {
 		a, err := p.publishBundle(ctx, t, s, "attestation", si.PredicateType, statement)
 		if err != nil {
-			return res, fmt.Errorf("publishing attestation bundle of %s: %w", ref, publishErr(err))
+			return a, fmt.Errorf("publishing attestation bundle of %s: %w", ref, publishErr(err))
 		}
-		res.Artifacts = append(res.Artifacts, a)
+		return a, nil
 	}
-	return res, nil
+	return p.both(t, legacy, bundle)
 }
 
 // publishErr marks a failed publication with errs.ErrPublish, keeping the
