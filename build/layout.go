@@ -65,6 +65,9 @@ func importLayout(ctx context.Context, dir string, r io.Reader) (ocispec.Descrip
 			}
 		}
 	}
+	// The content store stages uploads in DIR/ingest; an OCI layout has no
+	// such directory.
+	_ = os.Remove(filepath.Join(dir, "ingest"))
 	if idx == nil || len(idx.Manifests) != 1 {
 		return ocispec.Descriptor{}, errors.New("the exported archive has no single image in its index")
 	}

@@ -175,6 +175,13 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 	defer logf.Close()
 	fmt.Fprintf(logf, "\n--- vmbuild starting %s at %s ---\n", bin, time.Now().UTC().Format(time.RFC3339))
 	cmd := exec.Command(bin, "--config", o.configFile())
+	// Temporary files (and bind mounts a killed daemon leaves behind) stay
+	// in the state directory, not in the global TMPDIR.
+	tmp := filepath.Join(o.StateDir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("creating daemon tmp dir: %w", err)
+	}
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir = o.StateDir
@@ -230,7 +237,7 @@ func status(ctx context.Context, o DaemonOptions) (*Daemon, error) {
 	if err != nil || pid <= 0 {
 		return d, nil
 	}
-	if syscall.Kill(pid, 0) != nil {
+	if syscall.Kill(pid, 0) != nil || !isBuildkitd(pid) {
 		return d, nil
 	}
 	d.PID = pid
@@ -253,6 +260,11 @@ func StopDaemon(ctx context.Context, opts DaemonOptions) error {
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
+		return nil
+	}
+	if !isBuildkitd(pid) {
+		// A stale pid file: the number may belong to another process now.
+		_ = os.Remove(o.pidFile())
 		return nil
 	}
 	if syscall.Kill(pid, syscall.SIGTERM) != nil {
@@ -323,4 +335,16 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// isBuildkitd reports whether pid runs a buildkitd (its command line names
+// one), so that a stale pid file never makes vmbuild signal another
+// process that reused the number.
+func isBuildkitd(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return strings.Contains(filepath.Base(argv0), "buildkitd")
 }

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -88,18 +89,23 @@ func stop(args []string) error {
 	return buildkit.StopDaemon(ctx, buildkit.DaemonOptions{StateDir: *state})
 }
 
-// sweep stops every managed buildkitd whose pid file lies under root, at
-// most four levels down (the shared daemon, and per-test daemons whose
-// test binary died before its watchdog could act).
+// sweep stops every managed buildkitd whose state directory lies under
+// root, at most four levels down (the shared daemon, and per-test daemons
+// whose test binary died before its watchdog could act), cleans up their
+// state (containers, mounts), and unmounts whatever else is mounted under
+// root (buildkitd's temporary mounts), so that root can be removed safely.
 func sweep(args []string) error {
 	if len(args) != 1 {
 		usage()
 	}
-	root := filepath.Clean(args[0])
+	root, err := filepath.Abs(args[0])
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var stopped []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	var states []string
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
 		}
@@ -107,25 +113,30 @@ func sweep(args []string) error {
 			return filepath.SkipDir
 		}
 		if d.IsDir() && d.Name() == "root" {
-			return filepath.SkipDir // buildkitd's own root: snapshots, not pid files
+			return filepath.SkipDir // buildkitd's own root: snapshots, not state files
 		}
-		if !d.IsDir() && d.Name() == "buildkitd.pid" {
-			dir := filepath.Dir(p)
-			if !isOurDaemon(p, dir) {
-				_ = os.Remove(p)
-				return nil
-			}
-			if err := buildkit.StopDaemon(ctx, buildkit.DaemonOptions{StateDir: dir}); err != nil {
-				return err
-			}
-			stopped = append(stopped, dir)
+		if !d.IsDir() && d.Name() == "buildkitd.toml" {
+			states = append(states, filepath.Dir(p))
 		}
 		return nil
 	})
-	for _, s := range stopped {
-		fmt.Fprintln(os.Stderr, "testsvc: stopped buildkitd in", s)
+	var errs []error
+	for _, dir := range states {
+		pidFile := filepath.Join(dir, "buildkitd.pid")
+		if isOurDaemon(pidFile, dir) {
+			if err := buildkit.StopDaemon(ctx, buildkit.DaemonOptions{StateDir: dir}); err != nil {
+				errs = append(errs, err)
+			}
+			fmt.Fprintln(os.Stderr, "testsvc: stopped buildkitd in", dir)
+		}
+		if err := testenv.CleanupState(dir); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return err
+	if err := testenv.UnmountAll(root); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // isOurDaemon checks that the pid file names a live buildkitd started with

@@ -154,13 +154,15 @@ func startBuildKit(bin string, opts ...BuildKitOption) (*BuildKit, error) {
 // The watchdog is a shell in its own session that waits for EOF on a pipe
 // whose write end only this process holds: when this process exits, for
 // whatever reason, the shell stops buildkitd (as StopDaemon does) and
-// removes its state directory.
+// cleans up as CleanupState does.
 const watchdogScript = `read _ || true
 kill -TERM "$0" 2>/dev/null || exit 0
 i=0
 while kill -0 "$0" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL "$0" 2>/dev/null
 sleep 0.5
+runc list 2>/dev/null | awk -v d="$1/" 'NR > 1 && index($4, d) == 1 { print $1 }' | while read -r c; do runc delete --force "$c" 2>/dev/null; done
+awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 rm -rf --one-file-system "$1"
 `
 
@@ -203,7 +205,7 @@ func (b *BuildKit) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = buildkit.StopDaemon(ctx, b.opts)
-		_ = os.RemoveAll(b.StateDir)
+		_ = CleanupState(b.StateDir)
 	})
 }
 
