@@ -275,7 +275,7 @@ func layoutConfig(ctx context.Context, store content.Store, pin *lock.ImagePin, 
 	dgst := pin.ManifestFor(plat)
 	info, err := store.Info(ctx, digestOf(dgst))
 	if err != nil {
-		return nil, fmt.Errorf("reading base image %s: %w: manifest %s is not in the layout: %v", pin.Ref, errs.ErrImageResolve, dgst, err)
+		return nil, fmt.Errorf("reading base image %s: %w: the locked manifest %s is not in the layout (was the layout rebuilt? re-pin it with `vmbuild lock --update`): %v", pin.Ref, errs.ErrImageResolve, dgst, err)
 	}
 	mb, err := content.ReadBlob(ctx, store, ocispec.Descriptor{Digest: info.Digest, Size: info.Size})
 	if err != nil {

@@ -39,7 +39,14 @@ if [ ! -f "$lock" ]; then
 	"$VMBUILD" lock "$recipe"
 else
 	pinned=$(sed -n 's/.*"commit":[[:space:]]*"\([0-9a-f]\{40\}\)".*/\1/p' "$lock" | head -n 1)
-	if [ "$DEMO_COMMITS" != 1 ] || ! git --git-dir=recipes/demo/upstream.git cat-file -e "${pinned:-none}^{commit}" 2>/dev/null; then
+	# The base image is made from this machine's busybox-static: another
+	# Debian release gives another digest than the committed lock's.
+	base=$(sed -n '/"base"/,/}/s/.*"digest":[[:space:]]*"\(sha256:[0-9a-f]*\)".*/\1/p' "$lock" | head -n 1)
+	if ! grep -q "\"${base:-none}\"" recipes/demo/base/index.json 2>/dev/null; then
+		echo "demo: this machine's busybox-static makes a base image other than the committed lock's; re-locking" >&2
+		echo "==> $VMBUILD lock --update $recipe"
+		"$VMBUILD" lock --update "$recipe"
+	elif [ "$DEMO_COMMITS" != 1 ] || ! git --git-dir=recipes/demo/upstream.git cat-file -e "${pinned:-none}^{commit}" 2>/dev/null; then
 		echo "==> $VMBUILD lock --update $recipe"
 		"$VMBUILD" lock --update "$recipe"
 	fi
