@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -205,7 +206,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 		select {
 		case err := <-exited:
 			return nil, fmt.Errorf("starting buildkitd: %w: it exited (%v); last lines of %s:\n%s",
-				errs.ErrBuildKitUnavailable, err, o.logFile(), tail(o.logFile(), 15))
+				errs.ErrBuildKitUnavailable, err, o.logFile(), localsvc.Tail(o.logFile(), 15))
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
@@ -217,7 +218,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGTERM)
 			return nil, fmt.Errorf("starting buildkitd: %w: not ready after %s; last lines of %s:\n%s",
-				errs.ErrBuildKitUnavailable, o.StartTimeout, o.logFile(), tail(o.logFile(), 15))
+				errs.ErrBuildKitUnavailable, o.StartTimeout, o.logFile(), localsvc.Tail(o.logFile(), 15))
 		}
 	}
 }
@@ -323,18 +324,6 @@ func flock(ctx context.Context, path string) (func(), error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // isBuildkitd reports whether pid runs a buildkitd (its command line names

@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"history":             {},
 	"registry":            {"errs"},
 	"provenance":          {"errs"},
-	"buildkit":            {"errs"},
+	"buildkit":            {"errs", "internal/localsvc"},
 	"lock":                {"errs", "recipe"},
 	"llb":                 {"errs", "recipe", "lock"},
 	"build":               {"errs", "recipe", "lock", "llb", "patch"},
@@ -37,9 +37,10 @@ var allowed = map[string][]string{
 	"verify":              {"errs", "registry", "sign", "provenance", "history", "internal/strictyaml"},
 	"track":               {"errs", "recipe", "lock", "build", "buildkit", "publish", "history"},
 	"internal/strictyaml": {},
+	"internal/localsvc":   {},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
-	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit"},
+	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
 	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry", "buildkit"},
 	"internal/testenv/detgit": {"errs"},
 }

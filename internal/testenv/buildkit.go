@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +103,7 @@ func StartBuildKit(t testing.TB, opts ...BuildKitOption) *BuildKit {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			if l := tailFile(bk.LogFile, 30); l != "" {
+			if l := localsvc.Tail(bk.LogFile, 30); l != "" {
 				t.Logf("testenv: buildkitd %s log (last lines):\n%s", bk.Addr, l)
 			}
 		}

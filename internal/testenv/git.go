@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"net"
 	"os"
 	"os/exec"
@@ -50,7 +51,7 @@ func StartGitDaemon(t testing.TB) *GitServer {
 			t.Cleanup(func() {
 				s.stop()
 				if t.Failed() {
-					if l := tailFile(s.LogFile, 20); l != "" {
+					if l := localsvc.Tail(s.LogFile, 20); l != "" {
 						t.Logf("testenv: git daemon %s log (last lines):\n%s", s.Host, l)
 					}
 				}
@@ -64,7 +65,7 @@ func StartGitDaemon(t testing.TB) *GitServer {
 }
 
 func startGitDaemon(base, logPath string) (*GitServer, error) {
-	port, err := freePort()
+	port, err := localsvc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +87,7 @@ func startGitDaemon(base, logPath string) (*GitServer, error) {
 	}
 	s := &GitServer{Host: fmt.Sprintf("127.0.0.1:%d", port), BaseDir: base, LogFile: logPath, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.exited) }()
-	err = waitUntil(context.Background(), 30*time.Second, s.exited, func() error {
+	err = localsvc.WaitUntil(context.Background(), 30*time.Second, s.exited, func() error {
 		c, err := net.DialTimeout("tcp", s.Host, time.Second)
 		if err != nil {
 			return err
@@ -95,7 +96,7 @@ func startGitDaemon(base, logPath string) (*GitServer, error) {
 	})
 	if err != nil {
 		s.stop()
-		return nil, fmt.Errorf("git daemon on %s: %w; log:\n%s", s.Host, err, tailFile(logPath, 15))
+		return nil, fmt.Errorf("git daemon on %s: %w; log:\n%s", s.Host, err, localsvc.Tail(logPath, 15))
 	}
 	return s, nil
 }

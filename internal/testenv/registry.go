@@ -3,7 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net/http"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +60,7 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 			t.Cleanup(func() {
 				r.stop()
 				if t.Failed() {
-					if s := tailFile(r.LogFile, 20); s != "" {
+					if s := localsvc.Tail(r.LogFile, 20); s != "" {
 						t.Logf("testenv: registry %s log (last lines):\n%s", r.Host, s)
 					}
 				}
@@ -74,28 +74,13 @@ func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 }
 
 func startRegistry(bin, dir string, cfg registryConfig) (*Registry, error) {
-	port, err := freePort()
+	port, err := localsvc.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	host := fmt.Sprintf("127.0.0.1:%d", port)
 	data := filepath.Join(dir, "data")
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: %t
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-`, data, cfg.delete, host)
+	config := localsvc.RegistryConfig(data, host, cfg.delete)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
@@ -109,8 +94,7 @@ http:
 	cmd := exec.Command(bin, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = dir
-	// OpenTelemetry is on by default in distribution v3; nothing listens.
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+	cmd.Env = localsvc.RegistryEnv()
 	// Dies with the test binary even when the binary is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -118,21 +102,10 @@ http:
 	}
 	r := &Registry{Host: host, URL: "http://" + host, Dir: data, LogFile: logPath, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(r.exited) }()
-	client := &http.Client{Timeout: time.Second}
-	err = waitUntil(context.Background(), 30*time.Second, r.exited, func() error {
-		resp, err := client.Get(r.URL + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		return nil
-	})
+	err = localsvc.WaitUntil(context.Background(), 30*time.Second, r.exited, localsvc.RegistryReady(host))
 	if err != nil {
 		r.stop()
-		return nil, fmt.Errorf("registry on %s: %w; log:\n%s", host, err, tailFile(logPath, 15))
+		return nil, fmt.Errorf("registry on %s: %w; log:\n%s", host, err, localsvc.Tail(logPath, 15))
 	}
 	return r, nil
 }

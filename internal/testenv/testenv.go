@@ -33,9 +33,7 @@ package testenv
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,7 +41,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 const (
@@ -189,52 +186,6 @@ func Main(m *testing.M) {
 	code := m.Run()
 	stopShared()
 	os.Exit(code)
-}
-
-// freePort returns a currently free TCP port on 127.0.0.1. Another process
-// may take it before the caller binds it: callers retry.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tailFile returns the last n lines of a file, for error messages.
-func tailFile(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitUntil polls ready every 20ms until it succeeds, exited reports the
-// process gone, or the timeout passes.
-func waitUntil(ctx context.Context, timeout time.Duration, exited <-chan struct{}, ready func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := ready()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w", timeout, err)
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("process exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // tempDir makes a directory under os.TempDir() with a short name (unix

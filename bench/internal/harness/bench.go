@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"io"
 	"log/slog"
 	"os"
@@ -663,7 +664,7 @@ func (b *bench) runBuildctl(ctx context.Context, c Contender, run RunInfo, repo 
 	fmt.Fprintf(logf, "[exit: %v, wall %s; progress (rawjson) in %s]\n", err, m.Wall, progress)
 	logf.Close()
 	if err != nil {
-		return fmt.Errorf("buildctl build failed: %w; last lines of %s:\n%s", err, progress, tail(progress, 8))
+		return fmt.Errorf("buildctl build failed: %w; last lines of %s:\n%s", err, progress, localsvc.Tail(progress, 8))
 	}
 	md, err := ReadBuildctlMetadata(meta)
 	if err != nil {

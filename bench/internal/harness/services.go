@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"io"
 	"net"
 	"net/http"
@@ -78,37 +79,16 @@ func waitReady(ctx context.Context, p *proc, timeout time.Duration, ready func()
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s: %w; last lines of %s:\n%s", p.name, timeout, err, p.log, tail(p.log, 15))
+			return fmt.Errorf("%s not ready after %s: %w; last lines of %s:\n%s", p.name, timeout, err, p.log, localsvc.Tail(p.log, 15))
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited; last lines of %s:\n%s", p.name, p.log, tail(p.log, 15))
+			return fmt.Errorf("%s exited; last lines of %s:\n%s", p.name, p.log, localsvc.Tail(p.log, 15))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ---- registry behind a byte-counting proxy ----
@@ -160,47 +140,23 @@ func StartRegistry(ctx context.Context, bin, dir string) (*Registry, error) {
 }
 
 func startRegistry(ctx context.Context, bin, dir string) (*Registry, error) {
-	port, err := freePort()
+	port, err := localsvc.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	backend := fmt.Sprintf("127.0.0.1:%d", port)
 	data := filepath.Join(dir, "data")
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-`, data, backend)
+	cfg := localsvc.RegistryConfig(data, backend, false)
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	env := append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
+	env := localsvc.RegistryEnv()
 	p, err := startProc("registry", filepath.Join(dir, "registry.log"), dir, env, bin, "serve", cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Timeout: time.Second}
-	if err := waitReady(ctx, p, 30*time.Second, func() error {
-		resp, err := hc.Get("http://" + backend + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		return nil
-	}); err != nil {
+	if err := waitReady(ctx, p, 30*time.Second, localsvc.RegistryReady(backend)); err != nil {
 		p.stop(5 * time.Second)
 		return nil, err
 	}
@@ -334,7 +290,7 @@ func (g *GitDaemon) URL(name string) string { return fmt.Sprintf("git://%s/%s.gi
 func StartGitDaemon(ctx context.Context, base, logPath string, env []string) (*GitDaemon, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
+		port, err := localsvc.FreePort()
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"os"
 	"path/filepath"
 	"sort"
@@ -246,7 +247,7 @@ func (b *bench) signing(ctx context.Context) *Signing {
 	if !s.CosignVerify.OK() || !s.CosignVerifyAttestation.OK() {
 		b.errorf("signing: stock cosign verification failed: %s %s", s.CosignVerify.Err, s.CosignVerifyAttestation.Err)
 	}
-	if s.CosignExtraFlags == "" && strings.Contains(tail(logPath, 400), "Could not fetch trusted_root.json") {
+	if s.CosignExtraFlags == "" && strings.Contains(localsvc.Tail(logPath, 400), "Could not fetch trusted_root.json") {
 		s.note("stock cosign tries to fetch the Sigstore trusted root from its TUF repository first; with no network here that fails at once (DNS), and its times include the attempt")
 	}
 	if b.res.Capabilities.Verify {
