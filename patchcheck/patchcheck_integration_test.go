@@ -212,3 +212,31 @@ func TestCheckRange(t *testing.T) {
 		t.Errorf("table:\n%s", table.String())
 	}
 }
+
+// BenchmarkCheck50Commits: `patch check` over 50 upstream commits (one
+// diff and one script patch), cold and then again with BuildKit's cache
+// warm. Run: VMBUILD_INTEGRATION=1 go test -run '^$' -bench Check50 -benchtime 1x ./patchcheck
+func BenchmarkCheck50Commits(b *testing.B) {
+	fe := fixture.Start(b)
+	c := fe.Connect(b, "")
+	e := &env{Env: fe, opts: build.Options{Client: c.Client, HelperPath: fe.Helper}}
+	up := testenv.NewRepo(b, e.Git, "fifty")
+	up.Write("config/app.conf", "listen = 0.0.0.0:3000\nworkers = 2\nthreads = 5\n")
+	up.Write("Gemfile", "gem 'rails'\ngem 'hiredis', '~> 0.6'\n")
+	up.Commit("one", fixture.T0)
+	for i := 2; i <= 50; i++ {
+		up.Write("README", fmt.Sprintf("revision %d\n", i))
+		up.Commit(fmt.Sprintf("commit %d", i), fixture.T0.Add(time.Duration(i)*time.Hour))
+	}
+	body := strings.Replace(recipeBody, "%PATCHES%", "  - file: w.patch\n  - script: s.sh", 1)
+	path := e.WriteRecipe(b, body, up.URL, map[string]string{"w.patch": workersDiff, "s.sh": "sed -i 's/hiredis/redis-client/' Gemfile\n"})
+	r, l := e.Lock(b, path, lock.Options{})
+	for _, pass := range []string{"cold", "warm"} {
+		start := time.Now()
+		res, err := patchcheck.Check(context.Background(), r, l, patchcheck.Options{Build: e.opts, Git: lock.GitCLI{CacheDir: b.TempDir()}, Last: 50})
+		if err != nil || len(res.Commits) != 50 || res.Failed() {
+			b.Fatalf("%v %d", err, len(res.Commits))
+		}
+		b.ReportMetric(time.Since(start).Seconds(), pass+"-s/50commits")
+	}
+}
