@@ -11,6 +11,9 @@
 #   make clean   build outputs and demo inputs (keeps the tools: `make distclean`)
 
 SHELL := /bin/sh
+# Go may be installed in /usr/local/go without being on PATH (as on a fresh
+# machine of this kind); the scripts under hack/ call go too.
+export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 DEMO_OUT ?= out/demo
 # Parallel jobs for the tools (and, in test and demo, vmbuild) builds. On 2
