@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/images"
@@ -48,6 +49,18 @@ func readLimited(r io.Reader, limit int64, what string) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// ReadFileLimited reads a local file (an OCI layout's index.json, a blob)
+// of at most limit bytes; more is a LimitError named "<what> size
+// (<limit>)", as for a registry response.
+func ReadFileLimited(path string, limit int64, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f, limit, what)
 }
 
 func sizeLimitError(what string, limit, got int64) error {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -47,7 +46,7 @@ type ociLayout struct {
 }
 
 func openLayout(dir string, lim Limits) (*ociLayout, error) {
-	b, err := readFileLimited(filepath.Join(dir, ocispec.ImageLayoutFile), 1<<10, "oci-layout size")
+	b, err := registry.ReadFileLimited(filepath.Join(dir, ocispec.ImageLayoutFile), 1<<10, "oci-layout")
 	if err != nil {
 		return nil, fmt.Errorf("reading OCI layout %s: %w", dir, err)
 	}
@@ -55,7 +54,7 @@ func openLayout(dir string, lim Limits) (*ociLayout, error) {
 	if err := json.Unmarshal(b, &lf); err != nil || lf.Version == "" {
 		return nil, fmt.Errorf("reading OCI layout %s: %s is not an oci-layout file", dir, ocispec.ImageLayoutFile)
 	}
-	ib, err := readFileLimited(filepath.Join(dir, ocispec.ImageIndexFile), lim.MaxManifestBytes, "index.json size")
+	ib, err := registry.ReadFileLimited(filepath.Join(dir, ocispec.ImageIndexFile), lim.MaxManifestBytes, "index.json")
 	if err != nil {
 		return nil, fmt.Errorf("reading OCI layout %s: %w", dir, err)
 	}
@@ -64,23 +63,6 @@ func openLayout(dir string, lim Limits) (*ociLayout, error) {
 		return nil, fmt.Errorf("reading OCI layout %s: parsing index.json: %w", dir, err)
 	}
 	return l, nil
-}
-
-// readFileLimited reads at most limit bytes of a file.
-func readFileLimited(path string, limit int64, what string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, &errs.LimitError{Limit: fmt.Sprintf("%s (%s)", what, registry.FormatBytes(limit))}
-	}
-	return b, nil
 }
 
 func (l *ociLayout) blobPath(d digest.Digest) string {
@@ -92,7 +74,7 @@ func (l *ociLayout) readBlob(d digest.Digest, limit int64, what string) ([]byte,
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := readFileLimited(l.blobPath(d), limit, what+" size")
+	b, err := registry.ReadFileLimited(l.blobPath(d), limit, what)
 	if err != nil {
 		return nil, fmt.Errorf("reading blob %s: %w", d, err)
 	}

@@ -3,8 +3,6 @@ package verify
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -149,7 +147,7 @@ func parseLayoutRef(s, rest string) (Reference, error) {
 
 // resolveLayoutTag finds the image tagged tag in the layout's index.json.
 func resolveLayoutTag(dir, tag string, maxBytes int64) (digest.Digest, error) {
-	b, err := readFileLimited(filepath.Join(dir, ocispec.ImageIndexFile), maxBytes, "index.json")
+	b, err := registry.ReadFileLimited(filepath.Join(dir, ocispec.ImageIndexFile), maxBytes, "index.json")
 	if err != nil {
 		return "", fmt.Errorf("resolving %s%s:%s: %w", LayoutPrefix, dir, tag, err)
 	}
@@ -173,22 +171,4 @@ func resolveLayoutTag(dir, tag string, maxBytes int64) (digest.Digest, error) {
 		return found[0], nil
 	}
 	return "", fmt.Errorf("resolving %s%s:%s: %d images are tagged %q: give the digest", LayoutPrefix, dir, tag, len(found), tag)
-}
-
-// readFileLimited reads a file of at most limit bytes; more is an
-// *errs.LimitError.
-func readFileLimited(path string, limit int64, what string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, &errs.LimitError{Limit: fmt.Sprintf("%s size (%s)", what, registry.FormatBytes(limit))}
-	}
-	return b, nil
 }

@@ -416,7 +416,7 @@ func (v *Verifier) readRegistry(ctx context.Context, t Target, ev *evidence, sta
 
 func (v *Verifier) readLayout(ctx context.Context, t Target, ev *evidence, stage *string) error {
 	p := filepath.Join(t.Layout, ocispec.ImageBlobsDir, string(t.Digest.Algorithm()), t.Digest.Encoded())
-	b, err := readFileLimited(p, MaxManifestBytes, "manifest")
+	b, err := registry.ReadFileLimited(p, MaxManifestBytes, "manifest")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("reading image %s: no such blob in the layout: %w", t, errs.ErrNotFound)
