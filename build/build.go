@@ -430,7 +430,7 @@ func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *
 		if ok {
 			switch st.Kind {
 			case vmllb.StepSource:
-				return &StepError{Step: fmt.Sprintf("fetching upstream %s at commit %s", redact(r.Upstream.Git), l.Upstream.Commit), Detail: detail, Output: out, Err: err}
+				return &StepError{Step: fmt.Sprintf("fetching upstream %s at commit %s", vmllb.RedactURL(r.Upstream.Git), l.Upstream.Commit), Detail: detail, Output: out, Err: err}
 			case vmllb.StepLayer:
 				lay, _ := r.LayerByName(st.Name)
 				cmd := ""
@@ -484,12 +484,3 @@ func shortBKError(s string) string {
 	return s
 }
 
-func redact(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		rest := u[i+3:]
-		if at := strings.Index(rest, "@"); at >= 0 && (!strings.Contains(rest[:at], "/")) {
-			return u[:i+3] + rest[at+1:]
-		}
-	}
-	return u
-}

@@ -18,7 +18,7 @@ func (g *Graph) DOT() string {
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	fmt.Fprintf(&b, "digraph %s {\n", q(r.Name))
 	b.WriteString("  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n")
-	fmt.Fprintf(&b, "  source [label=%s, shape=folder];\n", q(fmt.Sprintf("source\n%s\n%s@%s", redactURL(r.Upstream.Git), r.Upstream.Ref, l.ShortCommit())))
+	fmt.Fprintf(&b, "  source [label=%s, shape=folder];\n", q(fmt.Sprintf("source\n%s\n%s@%s", RedactURL(r.Upstream.Git), r.Upstream.Ref, l.ShortCommit())))
 	if g.Base.Output() != nil {
 		fmt.Fprintf(&b, "  base [label=%s, shape=cylinder];\n", q("base\n"+l.Base.Pinned()))
 	}

@@ -74,15 +74,15 @@ func Build(r *recipe.Recipe, l *lock.Lock, opts Options) (*Graph, error) {
 func (g *Graph) add(s Step) { g.Steps = append(g.Steps, s) }
 
 func sourceTitle(r *recipe.Recipe, l *lock.Lock) string {
-	return fmt.Sprintf("[vmbuild] source %s@%s", redactURL(r.Upstream.Git), l.ShortCommit())
+	return fmt.Sprintf("[vmbuild] source %s@%s", RedactURL(r.Upstream.Git), l.ShortCommit())
 }
 
 func patchTitle(i, n int, p recipe.Patch) string {
 	return fmt.Sprintf("[vmbuild] patch %d/%d %s (%s)", i+1, n, p.Name, p.Kind)
 }
 
-// redactURL drops userinfo from a URL for display.
-func redactURL(u string) string {
+// RedactURL drops userinfo from a URL, for display and annotations.
+func RedactURL(u string) string {
 	if i := strings.Index(u, "://"); i >= 0 {
 		rest := u[i+3:]
 		if at := strings.Index(rest, "@"); at >= 0 && (strings.Index(rest, "/") < 0 || at < strings.Index(rest, "/")) {
@@ -369,7 +369,7 @@ func setEnv(env []string, k, v string) []string {
 // manifest (and the index descriptor in an OCI layout).
 func Annotations(r *recipe.Recipe, l *lock.Lock) map[string]string {
 	return map[string]string{
-		ocispec.AnnotationSource:   redactURL(r.Upstream.Git),
+		ocispec.AnnotationSource:   RedactURL(r.Upstream.Git),
 		ocispec.AnnotationRevision: l.Upstream.Commit,
 		ocispec.AnnotationCreated:  l.Upstream.CommitTime.UTC().Format("2006-01-02T15:04:05Z"),
 	}
@@ -427,7 +427,7 @@ func (g *Graph) imageConfig() ocispec.Image {
 	img.Config.Labels = labels
 	img.History = append(img.History, ocispec.History{
 		Created:   &created,
-		CreatedBy: fmt.Sprintf("vmbuild: source %s@%s → %s", redactURL(r.Upstream.Git), l.Upstream.Commit, r.Image.Workdir),
+		CreatedBy: fmt.Sprintf("vmbuild: source %s@%s → %s", RedactURL(r.Upstream.Git), l.Upstream.Commit, r.Image.Workdir),
 		Comment:   "vmbuild",
 	})
 	for _, ls := range g.Layers {

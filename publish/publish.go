@@ -105,7 +105,9 @@ func Statement(r *recipe.Recipe, l *lock.Lock, res *build.Result, subject, build
 		in.Native = &provenance.Native{Layers: names}
 	}
 	if l.Base != nil && r.NeedsBase() {
-		in.Base = provenance.Image{Ref: l.Base.Ref, Digest: digestFor(*l.Base, res)}
+		// The pin's digest: the index when the base is multi-platform,
+		// what the recipe resolved.
+		in.Base = provenance.Image{Ref: l.Base.Ref, Digest: l.Base.Digest}
 	}
 	if l.Frontend != nil {
 		in.Frontend = &provenance.Image{Ref: l.Frontend.Ref, Digest: l.Frontend.Digest}
@@ -119,10 +121,6 @@ func Statement(r *recipe.Recipe, l *lock.Lock, res *build.Result, subject, build
 	}
 	return provenance.Marshal(st)
 }
-
-// digestFor is the base pin's digest (the index when the base is multi-
-// platform: what the recipe resolved).
-func digestFor(p lock.ImagePin, _ *build.Result) string { return p.Digest }
 
 func invocationID() string {
 	b := make([]byte, 16)
