@@ -111,6 +111,8 @@ type Result struct {
 	FinishedOn  time.Time          `json:"finishedOn"`
 	// BaseConfig is the base image config the graph was built with.
 	BaseConfig *ocispec.Image `json:"-"`
+	// graph is the LLB graph that was solved (maps layers to steps).
+	graph *vmllb.Graph
 }
 
 // StepCached reports whether the step with the given id was a cache hit.
@@ -274,6 +276,7 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 	if err == nil {
 		res.LLBDigest = vmllb.Digest(def)
 	}
+	res.graph = g
 	res.Steps = stepResults(ctx, g, x.col, x.s.platform)
 	if res.Manifest != nil {
 		assignLayerDigests(res, g)
@@ -294,11 +297,9 @@ type importResult struct {
 // SetManifest records the pushed image's manifest and config (fetched by
 // the caller from the registry) and assigns each native layer its blob
 // digest.
-func (r *Result) SetManifest(m *ocispec.Manifest, cfg *ocispec.Image, g *vmllb.Graph) {
+func (r *Result) SetManifest(m *ocispec.Manifest, cfg *ocispec.Image) {
 	r.Manifest, r.Config = m, cfg
-	if g != nil {
-		assignLayerDigests(r, g)
-	}
+	assignLayerDigests(r, r.graph)
 }
 
 // assignLayerDigests maps native layers to manifest layers: the image is
@@ -483,4 +484,3 @@ func shortBKError(s string) string {
 	}
 	return s
 }
-

@@ -19,7 +19,6 @@ import (
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/errs"
-	vmllb "github.com/vmbuild/vmbuild/llb"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/registry"
@@ -143,6 +142,34 @@ func pushTarget(ref string) (repo, tag string, err error) {
 	return reference.TrimNamed(named).String(), tag, nil
 }
 
+// cacheOptions parses --cache-from and --cache-to. A registry cache export
+// defaults to mode=max in an OCI image manifest, so that several builders
+// can share it.
+func cacheOptions(from, to []string) (imports, exports []client.CacheOptionsEntry, err error) {
+	for _, s := range from {
+		e, err := parseCacheOption(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		imports = append(imports, e)
+	}
+	for _, s := range to {
+		e, err := parseCacheOption(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		if e.Type == "registry" {
+			for k, v := range map[string]string{"mode": "max", "image-manifest": "true", "oci-mediatypes": "true"} {
+				if _, ok := e.Attrs[k]; !ok {
+					e.Attrs[k] = v
+				}
+			}
+		}
+		exports = append(exports, e)
+	}
+	return imports, exports, nil
+}
+
 type buildPlan struct {
 	r        *recipe.Recipe
 	l        *lock.Lock
@@ -191,31 +218,9 @@ func (a *app) prepareBuild(ctx context.Context, path string, f *buildFlags) (*bu
 	if err != nil {
 		return nil, err
 	}
-	var imports, exports []client.CacheOptionsEntry
-	for _, s := range f.cacheFrom {
-		e, err := parseCacheOption(s)
-		if err != nil {
-			return nil, err
-		}
-		imports = append(imports, e)
-	}
-	for _, s := range f.cacheTo {
-		e, err := parseCacheOption(s)
-		if err != nil {
-			return nil, err
-		}
-		if e.Type == "registry" {
-			if _, ok := e.Attrs["mode"]; !ok {
-				e.Attrs["mode"] = "max"
-			}
-			if _, ok := e.Attrs["image-manifest"]; !ok {
-				e.Attrs["image-manifest"] = "true"
-			}
-			if _, ok := e.Attrs["oci-mediatypes"]; !ok {
-				e.Attrs["oci-mediatypes"] = "true"
-			}
-		}
-		exports = append(exports, e)
+	imports, exports, err := cacheOptions(f.cacheFrom, f.cacheTo)
+	if err != nil {
+		return nil, err
 	}
 	p.auth = dockerAuth(a.stderr)
 	p.opts = build.Options{
@@ -329,11 +334,7 @@ func (a *app) fillPushedManifest(ctx context.Context, p *buildPlan, res *build.R
 	if err := json.Unmarshal(cb, &cfg); err != nil {
 		return err
 	}
-	g, err := vmllb.Build(p.r, p.l, vmllb.Options{BaseConfig: res.BaseConfig})
-	if err != nil {
-		return err
-	}
-	res.SetManifest(&m, &cfg, g)
+	res.SetManifest(&m, &cfg)
 	return nil
 }
 

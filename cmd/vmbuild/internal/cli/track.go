@@ -111,11 +111,12 @@ func (a *app) runTrack(ctx context.Context, path string, f *trackFlags) error {
 	if err != nil {
 		return err
 	}
+	var repo string
 	if b.push != "" {
 		if err := b.sign.requireForPush(); err != nil {
 			return err
 		}
-		if _, _, err := pushTarget(b.push); err != nil {
+		if repo, _, err = pushTarget(b.push); err != nil {
 			return err
 		}
 	}
@@ -153,32 +154,13 @@ func (a *app) runTrack(ctx context.Context, path string, f *trackFlags) error {
 		Builder:      conn.Addr,
 		Logger:       a.log,
 	}
-	if b.push != "" {
-		repo, _, _ := pushTarget(b.push)
+	if repo != "" {
 		opts.Repo = repo
 	} else if b.output != "" {
 		opts.OCIDir = b.output[len("oci:"):]
 	}
-	for _, s := range b.cacheFrom {
-		e, err := parseCacheOption(s)
-		if err != nil {
-			return err
-		}
-		opts.Build.CacheImports = append(opts.Build.CacheImports, e)
-	}
-	for _, s := range b.cacheTo {
-		e, err := parseCacheOption(s)
-		if err != nil {
-			return err
-		}
-		if e.Type == "registry" {
-			for k, v := range map[string]string{"mode": "max", "image-manifest": "true", "oci-mediatypes": "true"} {
-				if _, ok := e.Attrs[k]; !ok {
-					e.Attrs[k] = v
-				}
-			}
-		}
-		opts.Build.CacheExports = append(opts.Build.CacheExports, e)
+	if opts.Build.CacheImports, opts.Build.CacheExports, err = cacheOptions(b.cacheFrom, b.cacheTo); err != nil {
+		return err
 	}
 	if b.sign.key != "" {
 		// Read before building: a wrong password should fail now, not
