@@ -56,6 +56,12 @@ var (
 	ErrNotReproducible = errors.New("build is not reproducible")
 	// ErrUsage: a command was called with arguments that make no sense.
 	ErrUsage = errors.New("usage error")
+	// ErrDependency: a dependency lockfile or package index cannot be
+	// resolved to pinned downloads (unknown package, no URL, unsupported
+	// source, a lockfile that does not match its manifest).
+	ErrDependency = errors.New("dependency error")
+	// ErrHashMismatch: a download's content is not what its pin says.
+	ErrHashMismatch = errors.New("hash mismatch")
 )
 
 // VerificationError reports that an artifact was refused: the signature,
