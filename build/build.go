@@ -70,6 +70,12 @@ type Options struct {
 	// Session attachables, e.g. the Docker config auth provider. The
 	// signing key is never one of them.
 	Session []session.Attachable
+	// GitCredentials, if set, is asked for the credentials of an http(s)
+	// upstream (lock.GitCLI.Credential asks git's credential helpers).
+	// They reach BuildKit as the session secret GIT_AUTH_HEADER.<host>,
+	// which its git source reads: never in the graph, a cache key, the
+	// lock or the provenance.
+	GitCredentials func(ctx context.Context, url string) (user, password string, ok bool, err error)
 	// Progress receives BuildKit's progress display; nil discards it.
 	Progress     io.Writer
 	ProgressMode progressui.DisplayMode

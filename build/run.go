@@ -8,6 +8,7 @@ import (
 	"github.com/moby/buildkit/client"
 	bk "github.com/moby/buildkit/client/llb"
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver/pb"
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -52,7 +53,7 @@ func run(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options, expo
 		OCIStores:    s.stores,
 		CacheImports: opts.CacheImports,
 		CacheExports: opts.CacheExports,
-		Session:      opts.Session,
+		Session:      append(append([]session.Attachable(nil), opts.Session...), s.attach...),
 		// Non-nil: BuildKit's client copies cache-import attributes into
 		// it (and panics on a nil map).
 		FrontendAttrs: map[string]string{},

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +18,11 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/platforms"
+	bk "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sys/unix"
@@ -40,7 +44,10 @@ type buildSession struct {
 	locals   map[string]fsutil.FS
 	stores   map[string]content.Store
 	layout   content.Store
-	tmp      []string
+	// attach are session attachables of the build's own (the upstream's
+	// git credentials), added to Options.Session.
+	attach []session.Attachable
+	tmp    []string
 }
 
 func newSession(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*buildSession, error) {
@@ -102,6 +109,18 @@ func newSession(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Option
 		}
 		s.locals[vmllb.SourceLocal] = fs
 	}
+	if opts.GitCredentials != nil {
+		if _, local := r.LocalUpstream(); !local {
+			a, err := gitAuth(ctx, r.Upstream.Git, opts.GitCredentials)
+			if err != nil {
+				s.close()
+				return nil, err
+			}
+			if a != nil {
+				s.attach = append(s.attach, a)
+			}
+		}
+	}
 	if r.NeedsBase() && l.Base != nil && l.Base.IsLayout() {
 		dir, _, _, err := recipe.ParseOCILayoutRef(l.Base.Ref, r.Dir)
 		if err != nil {
@@ -117,6 +136,25 @@ func newSession(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Option
 		s.stores[vmllb.BaseStore] = store
 	}
 	return s, nil
+}
+
+// gitAuth is the secrets provider that gives BuildKit's git source the
+// upstream's credentials, or nil when there are none (or the URL is not
+// http(s), where ssh keys and agents apply instead).
+func gitAuth(ctx context.Context, remote string, creds func(ctx context.Context, url string) (string, string, bool, error)) (session.Attachable, error) {
+	u, err := url.Parse(remote)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, nil
+	}
+	user, password, ok, err := creds(ctx, remote)
+	if err != nil {
+		return nil, fmt.Errorf("getting git credentials for %s: %w", u.Host, err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	header := "basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+	return secretsprovider.FromMap(map[string][]byte{bk.GitAuthHeaderKey + "." + u.Host: []byte(header)}), nil
 }
 
 func (s *buildSession) close() {

@@ -3,6 +3,7 @@ package buildkit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,11 @@ func TestManagedDaemonLifecycle(t *testing.T) {
 	if err != nil || st.Running {
 		t.Fatalf("status before start: %+v %v", st, err)
 	}
+	// Secrets in vmbuild's environment must not reach the daemon, which
+	// outlives vmbuild and whose environment /proc shows.
+	t.Setenv("COSIGN_PASSWORD", "hunter2-not-for-buildkitd")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "aws-not-for-buildkitd")
+	t.Setenv("NO_PROXY", "registry.internal")
 	d, err := buildkit.StartDaemon(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +75,20 @@ func TestManagedDaemonLifecycle(t *testing.T) {
 	defer buildkit.StopDaemon(ctx, opts)
 	if !d.Running || d.PID == 0 || d.Version == "" {
 		t.Fatalf("started %+v", d)
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", d.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"COSIGN_PASSWORD", "hunter2", "AWS_SECRET_ACCESS_KEY", "aws-not-for"} {
+		if strings.Contains(string(environ), secret) {
+			t.Errorf("buildkitd's environment contains %q:\n%s", secret, strings.ReplaceAll(string(environ), "\x00", "\n"))
+		}
+	}
+	for _, want := range []string{"PATH=", "TMPDIR=" + filepath.Join(state, "tmp"), "NO_PROXY=registry.internal"} {
+		if !strings.Contains("\x00"+string(environ), "\x00"+want) {
+			t.Errorf("buildkitd's environment lacks %q", want)
+		}
 	}
 	cfg, _ := os.ReadFile(filepath.Join(state, "buildkitd.toml"))
 	if !strings.Contains(string(cfg), `[registry."registry.internal:5000"]`) || !strings.Contains(string(cfg), `snapshotter = "overlayfs"`) {

@@ -182,7 +182,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("creating daemon tmp dir: %w", err)
 	}
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.Env = daemonEnv(os.Environ(), tmp)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Dir = o.StateDir
@@ -221,6 +221,45 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 				errs.ErrBuildKitUnavailable, o.StartTimeout, o.logFile(), localsvc.Tail(o.logFile(), 15))
 		}
 	}
+}
+
+// daemonEnvNames are the variables the managed buildkitd inherits: what it
+// needs to find runc and its helpers, reach registries through a proxy
+// and trust their certificates, and BuildKit's and OpenTelemetry's own
+// settings. Nothing else: the daemon outlives vmbuild, and its environment
+// is readable in /proc as long as it runs, so COSIGN_PASSWORD, registry
+// tokens and cloud credentials must not reach it.
+var daemonEnvNames = map[string]bool{
+	"PATH": true, "HOME": true, "USER": true, "LANG": true, "LC_ALL": true, "TZ": true,
+	"HTTP_PROXY": true, "HTTPS_PROXY": true, "NO_PROXY": true, "ALL_PROXY": true,
+	"http_proxy": true, "https_proxy": true, "no_proxy": true, "all_proxy": true,
+	"SSL_CERT_FILE": true, "SSL_CERT_DIR": true,
+	"XDG_RUNTIME_DIR": true, "XDG_CONFIG_HOME": true, "XDG_DATA_HOME": true,
+	"GOMAXPROCS": true, "GOMEMLIMIT": true, "GOTRACEBACK": true,
+}
+
+// daemonEnvPrefixes are families of settings BuildKit documents
+// (BUILDKIT_STEP_LOG_MAX_SIZE, BUILDKIT_DEBUG_…) and OpenTelemetry's
+// exporter configuration.
+var daemonEnvPrefixes = []string{"BUILDKIT_", "OTEL_"}
+
+// daemonEnv filters environ down to the allowlist and sets TMPDIR to tmp.
+func daemonEnv(environ []string, tmp string) []string {
+	var env []string
+	for _, kv := range environ {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "TMPDIR" {
+			continue
+		}
+		keep := daemonEnvNames[k]
+		for _, p := range daemonEnvPrefixes {
+			keep = keep || strings.HasPrefix(k, p)
+		}
+		if keep {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "TMPDIR="+tmp)
 }
 
 // DaemonStatus reports on the managed daemon without starting it.

@@ -23,6 +23,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/vmbuild/vmbuild/internal/redact"
 )
 
 // Ecosystem names a package type, as purls spell it.
@@ -155,17 +157,6 @@ func Sort(ps []Package) []Package {
 	return ps
 }
 
-// RedactURL drops user info, query and fragment from a URL for messages.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		if i := strings.IndexAny(s, "?#@"); i >= 0 {
-			return s[:i] + "…"
-		}
-		return s
-	}
-	u.User = nil
-	u.RawQuery, u.ForceQuery = "", false
-	u.Fragment, u.RawFragment = "", ""
-	return u.String()
-}
+// RedactURL is u for messages: redact.Text, without user info, query or
+// fragment.
+func RedactURL(u string) string { return redact.Text(u) }

@@ -13,6 +13,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/vmbuild/vmbuild/internal/redact"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 )
@@ -81,15 +82,15 @@ func patchTitle(i, n int, p recipe.Patch) string {
 	return fmt.Sprintf("[vmbuild] patch %d/%d %s (%s)", i+1, n, p.Name, p.Kind)
 }
 
-// RedactURL drops userinfo from a URL, for display and annotations.
+// RedactURL is u as vmbuild publishes it (annotations, labels, history,
+// progress titles): redact.URL's sanitized form, or, for a URL it cannot
+// parse, redact.Text's. Recipes refuse credentials in URLs; this is the
+// second line.
 func RedactURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		rest := u[i+3:]
-		if at := strings.Index(rest, "@"); at >= 0 && (strings.Index(rest, "/") < 0 || at < strings.Index(rest, "/")) {
-			return u[:i+3] + rest[at+1:]
-		}
+	if clean, err := redact.URL(u); err == nil {
+		return clean
 	}
-	return u
+	return redact.Text(u)
 }
 
 func (g *Graph) source() bk.State {

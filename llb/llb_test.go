@@ -3,6 +3,7 @@ package llb
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -272,7 +273,7 @@ func TestPatchSteps(t *testing.T) {
 func TestDockerfileMode(t *testing.T) {
 	body := `apiVersion: vmbuild/v1
 name: m
-upstream: {git: "https://user:token@github.com/mastodon/mastodon.git", ref: main}
+upstream: {git: "https://github.com/mastodon/mastodon.git", ref: main}
 build:
   dockerfile: {target: mastodon, args: {RUBY_VERSION: "3.4.5"}}
 `
@@ -303,6 +304,34 @@ build:
 	}
 	if !strings.Contains(g.DOT(), "frontend docker.io/docker/dockerfile:1.18@sha256:") {
 		t.Errorf("dot:\n%s", g.DOT())
+	}
+}
+
+// TestNoCredentialsPublished: recipes refuse credentials in URLs, but a
+// library caller can build a Recipe by hand. Whatever the URL holds, the
+// annotations, labels, history and step titles carry none of it.
+func TestNoCredentialsPublished(t *testing.T) {
+	for _, u := range []string{
+		"https://host.example/app.git?private_token=SECRET",
+		"https://user:p@ss-SECRET@host.example/app.git",
+		"https://SECRET@host.example/app.git#access_token=SECRET",
+	} {
+		r, l := fixture(t, nativeYAML)
+		r.Upstream.Git = u
+		g, err := Build(r, l, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		published := fmt.Sprint(Annotations(r, l), g.Config.Config.Labels, g.Config.History, g.DOT())
+		for _, st := range g.Steps {
+			published += st.Title
+		}
+		if strings.Contains(published, "SECRET") || strings.Contains(published, "ss-") {
+			t.Errorf("%s: published text keeps a credential:\n%s", u, published)
+		}
+		if a := Annotations(r, l)[ocispec.AnnotationSource]; a != "https://host.example/app.git" {
+			t.Errorf("%s: source annotation %q", u, a)
+		}
 	}
 }
 

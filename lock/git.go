@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 )
 
 // GitResolver answers the questions locking asks of a git remote.
@@ -77,23 +79,14 @@ func (g GitCLI) run(ctx context.Context, dir string, args ...string) ([]byte, er
 		if msg == "" {
 			msg = err.Error()
 		}
-		return nil, fmt.Errorf("git %s: %w: %s", redactArgs(args), errs.ErrGit, redact(msg))
+		return nil, fmt.Errorf("git %s: %w: %s", redactArgs(args), errs.ErrGit, redact.Text(msg))
 	}
 	return out.Bytes(), nil
 }
 
 func redactArgs(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		out[i] = redact(a)
-	}
-	return strings.Join(out, " ")
+	return redact.Text(strings.Join(args, " "))
 }
-
-var userinfoRE = regexp.MustCompile(`://[^/@\s]+@`)
-
-// redact removes credentials from URLs in s.
-func redact(s string) string { return userinfoRE.ReplaceAllString(s, "://") }
 
 func (g GitCLI) local(url string) (string, bool) {
 	if strings.Contains(url, "://") && !strings.HasPrefix(url, "file://") {
@@ -114,7 +107,7 @@ func (g GitCLI) mirror(ctx context.Context, url string) (string, error) {
 		return dir, nil
 	}
 	if g.CacheDir == "" {
-		return "", fmt.Errorf("fetching %s: no git cache directory configured", redact(url))
+		return "", fmt.Errorf("fetching %s: no git cache directory configured", redact.Text(url))
 	}
 	h := sha256.Sum256([]byte(url))
 	dir := filepath.Join(g.CacheDir, hex.EncodeToString(h[:8])+".git")
@@ -151,7 +144,7 @@ func (g GitCLI) ResolveRef(ctx context.Context, url, ref string) (string, error)
 	}
 	out, err := g.run(ctx, "", "ls-remote", "--", url, ref, "refs/heads/"+ref, "refs/tags/"+ref, "refs/tags/"+ref+"^{}")
 	if err != nil {
-		return "", fmt.Errorf("resolving ref %q of %s: %w", ref, redact(url), err)
+		return "", fmt.Errorf("resolving ref %q of %s: %w", ref, redact.Text(url), err)
 	}
 	// Prefer a peeled tag (the commit), then an exact ref, then branch, then tag.
 	found := map[string]string{}
@@ -166,7 +159,7 @@ func (g GitCLI) ResolveRef(ctx context.Context, url, ref string) (string, error)
 			return sha, nil
 		}
 	}
-	return "", fmt.Errorf("resolving ref %q of %s: %w: no such branch or tag on the remote", ref, redact(url), errs.ErrGit)
+	return "", fmt.Errorf("resolving ref %q of %s: %w: no such branch or tag on the remote", ref, redact.Text(url), errs.ErrGit)
 }
 
 func (g GitCLI) haveCommit(ctx context.Context, dir, commit string) bool {
@@ -193,7 +186,7 @@ func (g GitCLI) fetch(ctx context.Context, url, commit string, depth int) (strin
 	}
 	if _, err := g.run(ctx, dir, append(args, "--filter=blob:none", "origin", commit)...); err != nil {
 		if _, err2 := g.run(ctx, dir, append(args, "origin", commit)...); err2 != nil {
-			return "", fmt.Errorf("fetching commit %s of %s: %w", commit, redact(url), err2)
+			return "", fmt.Errorf("fetching commit %s of %s: %w", commit, redact.Text(url), err2)
 		}
 	}
 	return dir, nil
@@ -243,7 +236,7 @@ func (g GitCLI) Log(ctx context.Context, url, base, head string, max int) ([]Com
 		}
 		if _, err := g.run(ctx, dir, "fetch", "-q", "--no-tags", "--filter=blob:none", "--depth="+strconv.Itoa(depth), "origin", head); err != nil {
 			if _, err2 := g.run(ctx, dir, "fetch", "-q", "--no-tags", "--depth="+strconv.Itoa(depth), "origin", head); err2 != nil {
-				return nil, fmt.Errorf("fetching history of %s: %w", redact(url), err2)
+				return nil, fmt.Errorf("fetching history of %s: %w", redact.Text(url), err2)
 			}
 		}
 		if base != "" && !g.haveCommit(ctx, dir, base) {
@@ -294,4 +287,38 @@ func (g GitCLI) Archive(ctx context.Context, url, commit string) ([]byte, error)
 	}
 	// umask 022, as a checkout by buildkitd gets: 0644 files, 0755 dirs.
 	return g.run(ctx, dir, "-c", "tar.umask=0022", "archive", "--format=tar", commit)
+}
+
+// Credential asks git for the credentials of an http(s) remote, as git
+// itself would get them: `git credential fill`, which consults the
+// configured credential helpers (store, cache, libsecret, osxkeychain, …),
+// never prompting. ok is false when git has none. The build hands
+// them to BuildKit as a session secret (never in the graph, the lock or
+// the provenance); `vmbuild lock` needs nothing of the sort, since git
+// runs on this machine.
+func (g GitCLI) Credential(ctx context.Context, remote string) (user, password string, ok bool, err error) {
+	u, perr := url.Parse(remote)
+	if perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", "", false, nil
+	}
+	cmd := exec.CommandContext(ctx, g.bin(), "credential", "fill")
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false", "LC_ALL=C")
+	cmd.Env = append(cmd.Env, g.Env...)
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("protocol=%s\nhost=%s\npath=%s\n\n", u.Scheme, u.Host, strings.TrimPrefix(u.Path, "/")))
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil {
+		// No helper has them (git fails rather than prompt): not an error.
+		return "", "", false, nil
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "username":
+			user = v
+		case "password":
+			password = v
+		}
+	}
+	return user, password, password != "", nil
 }

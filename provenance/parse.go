@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 )
 
 // MaxStatementBytes bounds the statement Parse accepts.
@@ -187,7 +188,7 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 	if info.Upstream.URL, err = nonEmpty(p+".upstream.repository", up["repository"]); err != nil {
 		return err
 	}
-	if clean, err := SanitizeURL(info.Upstream.URL); err != nil || clean != info.Upstream.URL {
+	if clean, err := redact.URL(info.Upstream.URL); err != nil || clean != info.Upstream.URL {
 		return fmt.Errorf("%s.upstream.repository: not a sanitized URL", p)
 	}
 	if info.Upstream.Ref, err = str(p+".upstream.ref", up["ref"]); err != nil {

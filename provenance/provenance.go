@@ -29,6 +29,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vmbuild/vmbuild/internal/redact"
 )
 
 const (
@@ -276,7 +278,7 @@ func validate(in *Input) error {
 	if in.Upstream.URL == "" {
 		return fmt.Errorf("provenance input: upstream.url is empty")
 	}
-	if _, err := SanitizeURL(in.Upstream.URL); err != nil {
+	if _, err := redact.URL(in.Upstream.URL); err != nil {
 		return fmt.Errorf("provenance input: upstream.url: %w", err)
 	}
 	if !gitSHA.MatchString(in.Upstream.Commit) {
@@ -363,7 +365,7 @@ func validateImage(field string, im Image) error {
 }
 
 func externalParameters(in Input) (*structpb.Struct, error) {
-	repoURL, err := SanitizeURL(in.Upstream.URL)
+	repoURL, err := redact.URL(in.Upstream.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +377,7 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 	if in.Dockerfile != nil {
 		args := map[string]any{}
 		for k, v := range in.Dockerfile.Args {
-			args[k] = RedactValue(v)
+			args[k] = redact.Value(v)
 		}
 		build = map[string]any{
 			"mode": ModeDockerfile,
@@ -405,7 +407,7 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 }
 
 func resolvedDependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
-	repoURL, err := SanitizeURL(in.Upstream.URL)
+	repoURL, err := redact.URL(in.Upstream.URL)
 	if err != nil {
 		return nil, err
 	}

@@ -73,38 +73,6 @@ func TestGolden(t *testing.T) {
 }
 
 func TestCredentialsNeverRecorded(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"https://user:ghp_secret@github.com/x/y.git", "https://github.com/x/y.git"},
-		{"https://ghp_tokenonly@github.com/x/y.git", "https://github.com/x/y.git"},
-		{"https://oauth2:glpat-tok@gitlab.example.com/g/p.git", "https://gitlab.example.com/g/p.git"},
-		{"https://gitlab.example.com/g/p.git?private_token=tok&x=1#access_token=tok", "https://gitlab.example.com/g/p.git"},
-		{"http://u:p@127.0.0.1:8080/r.git", "http://127.0.0.1:8080/r.git"},
-		{"ssh://git@github.com/x/y.git", "ssh://git@github.com/x/y.git"},
-		{"ssh://git:sshpass@github.com:22/x/y.git", "ssh://git@github.com:22/x/y.git"},
-		{"git+ssh://deploy:pw@host/x.git", "git+ssh://deploy@host/x.git"},
-		{"git://127.0.0.1/x.git", "git://127.0.0.1/x.git"},
-		{"git://user:pw@127.0.0.1/x.git", "git://127.0.0.1/x.git"},
-		{"git@github.com:x/y.git", "git@github.com:x/y.git"},
-		{"git:scppass@github.com:x/y.git", "git@github.com:x/y.git"},
-		{"/srv/git/x.git", "/srv/git/x.git"},
-	} {
-		got, err := SanitizeURL(tc.in)
-		if err != nil {
-			t.Errorf("SanitizeURL(%q): %v", tc.in, err)
-			continue
-		}
-		if got != tc.want {
-			t.Errorf("SanitizeURL(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-	for _, bad := range []string{"https://user:pw@exa mple.com/x", "https://%zz@host/x", ""} {
-		_, err := SanitizeURL(bad)
-		if err == nil {
-			t.Errorf("SanitizeURL(%q) accepted", bad)
-		} else if strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "%zz") {
-			t.Errorf("SanitizeURL(%q) error echoes the credential: %v", bad, err)
-		}
-	}
 	if got := GitURI("git@github.com:x/y.git", "main"); got != "git+ssh://git@github.com/x/y.git@main" {
 		t.Errorf("GitURI(scp) = %q", got)
 	}
@@ -136,9 +104,6 @@ func TestCredentialsNeverRecorded(t *testing.T) {
 		if strings.Contains(info.Upstream.URL, "@") && !strings.HasPrefix(info.Upstream.URL, "ssh://git@") {
 			t.Errorf("parsed URL keeps user info: %q", info.Upstream.URL)
 		}
-	}
-	if got := RedactValue("a https://u:p@h/x?sig=1&keep=2 b"); got != "a https://h/x?keep=2 b" {
-		t.Errorf("RedactValue = %q", got)
 	}
 }
 

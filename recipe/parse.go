@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 	"github.com/vmbuild/vmbuild/internal/strictyaml"
 )
 
@@ -502,6 +503,11 @@ func checkGitURL(u string) error {
 	if _, ok := localGitPath(u, "."); ok {
 		return nil
 	}
+	if what := redact.Credentials(u); what != "" {
+		return fmt.Errorf("the URL carries %s, and vmbuild records this URL in the lock, the provenance and the image; "+
+			"write it without (%s) and give git the credentials instead: a credential helper for https (git config --global credential.helper store, or your platform's), an SSH key for ssh "+
+			"(vmbuild build passes them to BuildKit as a session secret, never in the graph)", what, cleanForRecipe(u))
+	}
 	if i := strings.Index(u, "://"); i > 0 {
 		switch u[:i] {
 		case "https", "http", "ssh", "git":
@@ -514,6 +520,14 @@ func checkGitURL(u string) error {
 		return nil
 	}
 	return fmt.Errorf("%q is neither a git URL (https://, ssh://, git://, user@host:path) nor a local path (absolute, or starting with ./ or ../)", u)
+}
+
+// cleanForRecipe is u without its credentials, for the error.
+func cleanForRecipe(u string) string {
+	if clean, err := redact.URL(u); err == nil {
+		return clean
+	}
+	return redact.Text(u)
 }
 
 func validRef(r string) bool {

@@ -144,6 +144,12 @@ func TestErrors(t *testing.T) {
 		}, []string{"base: missing required field (native builds run their layers on it)"}},
 		{"bad api version", func(s string) string { return strings.Replace(s, "vmbuild/v1", "vmbuild/v2", 1) }, []string{"recipe.yaml:1:", `unsupported apiVersion "vmbuild/v2"`}},
 		{"bad git url", func(s string) string { return strings.Replace(s, "git://127.0.0.1/demo.git", "ftp://x/y", 1) }, []string{"recipe.yaml:4:", `unsupported git URL scheme "ftp"`}},
+		{"token in git url query", func(s string) string {
+			return strings.Replace(s, "git://127.0.0.1/demo.git", "https://host/app.git?private_token=SECRET", 1)
+		}, []string{"recipe.yaml:4:", "upstream.git: the URL carries a query string", "(https://host/app.git)", "credential helper"}},
+		{"password in git url", func(s string) string {
+			return strings.Replace(s, "git://127.0.0.1/demo.git", "https://user:p@ss-SECRET@host/app.git", 1)
+		}, []string{"recipe.yaml:4:", "a password in the user info", "(https://host/app.git)"}},
 		{"malformed yaml", func(s string) string { return strings.Replace(s, "ref: main", "ref: [main", 1) }, []string{"recipe.yaml:", "malformed YAML"}},
 		{"source commit arg", func(string) string {
 			return "apiVersion: vmbuild/v1\nname: m\nupstream: {git: ./u, ref: main}\nbuild:\n  dockerfile:\n    args: {SOURCE_COMMIT: x}\n"
@@ -161,6 +167,9 @@ func TestErrors(t *testing.T) {
 			}
 			if !errors.Is(err, errs.ErrInvalidRecipe) {
 				t.Errorf("error does not wrap ErrInvalidRecipe: %v", err)
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("error echoes a credential: %v", err)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {

@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/reference"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 )
 
 // repoName is a parsed repository: registry domain and path.
@@ -135,7 +136,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		}
 		req, err := http.NewRequestWithContext(rctx, r.method, u, nil)
 		if err != nil {
-			return nil, fmt.Errorf("building request %s %s: %w", r.method, redactURL(u), err)
+			return nil, fmt.Errorf("building request %s %s: %w", r.method, redact.Text(u), err)
 		}
 		for k, v := range r.header {
 			req.Header[k] = append([]string(nil), v...)
@@ -149,16 +150,16 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		}
 		if host.Authorizer != nil {
 			if err := host.Authorizer.Authorize(ctx, req); err != nil {
-				return nil, fmt.Errorf("authorizing %s %s: %w: %w", r.method, redactURL(u), errs.ErrRegistry, err)
+				return nil, fmt.Errorf("authorizing %s %s: %w: %w", r.method, redact.Text(u), errs.ErrRegistry, err)
 			}
 		}
-		c.log.Debug("registry request", "method", r.method, "url", redactURL(u))
+		c.log.Debug("registry request", "method", r.method, "url", redact.Text(u))
 		resp, err := host.Client.Do(req)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
-				return nil, fmt.Errorf("%s %s: %w", r.method, redactURL(u), ctxErr)
+				return nil, fmt.Errorf("%s %s: %w", r.method, redact.Text(u), ctxErr)
 			}
-			return nil, fmt.Errorf("%s %s: %w: %w", r.method, redactURL(u), errs.ErrRegistry, err)
+			return nil, fmt.Errorf("%s %s: %w: %w", r.method, redact.Text(u), errs.ErrRegistry, err)
 		}
 		if resp.StatusCode != http.StatusUnauthorized || host.Authorizer == nil || attempt >= 2 {
 			return resp, nil
@@ -203,20 +204,6 @@ func statusError(what string, resp *http.Response) error {
 		return fmt.Errorf("%s: %s: %w", what, detail, errs.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %s: %w", what, detail, errs.ErrRegistry)
-}
-
-// redactURL drops userinfo and the query string (which may carry upload
-// tokens) from a URL for logs and errors.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<unparseable url>"
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
 }
 
 // isNotFound reports whether err is a registry not-found error.

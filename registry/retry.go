@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/vmbuild/vmbuild/internal/redact"
 )
 
 // retryTransport retries transient failures of requests whose body can be
@@ -64,13 +66,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if !t.c.transientErr(req.URL.Host, err) || i == attempts-1 {
 				return nil, err
 			}
-			t.c.log.Debug("registry request failed, retrying", "method", req.Method, "url", redactURL(req.URL.String()), "attempt", i+1, "err", err)
+			t.c.log.Debug("registry request failed, retrying", "method", req.Method, "url", redact.Text(req.URL.String()), "attempt", i+1, "err", err)
 			lastErr = err
 			continue
 		}
 		t.c.seen.Store(req.URL.Host, true)
 		if retryableStatus(resp.StatusCode) && i < attempts-1 {
-			t.c.log.Debug("registry answered with a transient status, retrying", "method", req.Method, "url", redactURL(req.URL.String()), "status", resp.StatusCode, "attempt", i+1)
+			t.c.log.Debug("registry answered with a transient status, retrying", "method", req.Method, "url", redact.Text(req.URL.String()), "status", resp.StatusCode, "attempt", i+1)
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 			continue

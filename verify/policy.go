@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 	"github.com/vmbuild/vmbuild/internal/strictyaml"
 	"github.com/vmbuild/vmbuild/provenance"
 )
@@ -124,7 +125,7 @@ func (p *Policy) Validate() error {
 		return bad("source: required (a repository, or any)")
 	}
 	if p.Source != "" {
-		if clean, err := provenance.SanitizeURL(p.Source); err != nil || clean != p.Source {
+		if clean, err := redact.URL(p.Source); err != nil || clean != p.Source {
 			return bad("source: %q is not in the sanitized form provenance records (no credentials, query or fragment)", p.Source)
 		}
 	}
@@ -309,7 +310,7 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 			case v == Any:
 				p.AnySource = true
 			default:
-				if clean, err := provenance.SanitizeURL(v); err != nil {
+				if clean, err := redact.URL(v); err != nil {
 					d.ErrAt(n, f, "%v", err)
 				} else if clean != v {
 					d.ErrAt(n, f, "%q is not in the sanitized form provenance records (it would be %q): no credentials, query or fragment", v, clean)

@@ -228,10 +228,12 @@ func (a *app) prepareBuild(ctx context.Context, path string, f *buildFlags) (*bu
 		CacheImports: imports,
 		CacheExports: exports,
 		Session:      []session.Attachable{p.auth},
-		Progress:     a.stderr,
-		ProgressMode: mode,
-		WorkDir:      filepath.Join(cacheDir(), "work"),
-		Logger:       a.log,
+		// git's own credential helpers; lock.GitCLI asks them.
+		GitCredentials: lock.GitCLI{}.Credential,
+		Progress:       a.stderr,
+		ProgressMode:   mode,
+		WorkDir:        filepath.Join(cacheDir(), "work"),
+		Logger:         a.log,
 	}
 	if p.repo != "" {
 		p.opts.Output.PushRepo = p.repo

@@ -59,7 +59,8 @@ func (a *app) patchSession(ctx context.Context, path string, f *patchFlags) (*bu
 	}
 	p.conn = conn
 	p.opts = build.Options{Client: conn.Client, BuildKitVersion: conn.Version, HelperPath: helper,
-		Progress: a.stderr, ProgressMode: mode, WorkDir: filepath.Join(cacheDir(), "work"), Logger: a.log}
+		GitCredentials: lock.GitCLI{}.Credential,
+		Progress:       a.stderr, ProgressMode: mode, WorkDir: filepath.Join(cacheDir(), "work"), Logger: a.log}
 	return p, nil
 }
 

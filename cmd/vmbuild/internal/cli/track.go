@@ -12,6 +12,7 @@ import (
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/history"
+	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/track"
@@ -140,7 +141,8 @@ func (a *app) runTrack(ctx context.Context, path string, f *trackFlags) error {
 	opts := track.Options{
 		Build: build.Options{
 			Client: conn.Client, BuildKitVersion: conn.Version, HelperPath: helper,
-			Session: []session.Attachable{dockerAuth(a.stderr)}, Progress: a.stderr, ProgressMode: mode,
+			Session: []session.Attachable{dockerAuth(a.stderr)}, GitCredentials: lock.GitCLI{}.Credential,
+			Progress: a.stderr, ProgressMode: mode,
 			WorkDir: filepath.Join(cacheDir(), "work"), Logger: a.log,
 		},
 		Resolver:     a.resolver(reg, r0),
