@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmbuild/vmbuild/history"
+	"github.com/vmbuild/vmbuild/track/history"
 )
 
 // Report renders a history as a Markdown table (format "md") or an HTML

@@ -28,10 +28,10 @@ import (
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/errs"
-	"github.com/vmbuild/vmbuild/history"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/track/history"
 )
 
 // Options configure a tracker. Zero values take the documented defaults.

@@ -16,13 +16,13 @@ import (
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/errs"
-	"github.com/vmbuild/vmbuild/history"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/track/history"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

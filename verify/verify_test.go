@@ -14,11 +14,11 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/vmbuild/vmbuild/errs"
-	"github.com/vmbuild/vmbuild/history"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/track/history"
 )
 
 // fixture is a registry with a signer and a verifier trusting it.

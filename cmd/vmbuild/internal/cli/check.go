@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/vmbuild/vmbuild/repro"
+	"github.com/vmbuild/vmbuild/check"
 )
 
 // runCheck is `vmbuild build --check`: build, rebuild without cache,
@@ -14,13 +14,13 @@ func (a *app) runCheck(ctx context.Context, p *buildPlan) error {
 	if p.repo != "" {
 		return fmt.Errorf("--check builds to temporary OCI layouts; drop --push")
 	}
-	dir, err := repro.TempDir("")
+	dir, err := check.TempDir("")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	a.log.Info("building, then rebuilding with the cache disabled", "recipe", p.r.Name, "commit", p.l.ShortCommit())
-	res, _, err := repro.Check(ctx, p.r, p.l, dir, p.opts)
+	res, _, err := check.Reproducible(ctx, p.r, p.l, dir, p.opts)
 	if err != nil {
 		return err
 	}

@@ -10,10 +10,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmbuild/vmbuild/build"
+	"github.com/vmbuild/vmbuild/check"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/patch"
-	"github.com/vmbuild/vmbuild/patchcheck"
 )
 
 func init() { extraCommands = append(extraCommands, (*app).patchCommand) }
@@ -93,7 +93,7 @@ either fails, 2 for usage or connection errors.`,
 				return withCode(2, err)
 			}
 			defer p.conn.Close()
-			res, err := patchcheck.Check(ctx, p.r, p.l, patchcheck.Options{
+			res, err := check.Patches(ctx, p.r, p.l, check.PatchesOptions{
 				Build: p.opts, Git: lock.GitCLI{CacheDir: gitCacheDir()}, Range: rng, Last: last, Logger: a.log,
 			})
 			if err != nil {

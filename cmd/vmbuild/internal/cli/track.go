@@ -11,11 +11,11 @@ import (
 
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
-	"github.com/vmbuild/vmbuild/history"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/track"
+	"github.com/vmbuild/vmbuild/track/history"
 )
 
 func init() { extraCommands = append(extraCommands, (*app).trackCommand) }

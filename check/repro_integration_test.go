@@ -1,4 +1,4 @@
-package repro_test
+package check_test
 
 import (
 	"context"
@@ -13,14 +13,13 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/build"
+	"github.com/vmbuild/vmbuild/check"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/lock"
-	"github.com/vmbuild/vmbuild/repro"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
 
 func prune(t *testing.T, c *client.Client) {
 	t.Helper()
@@ -155,7 +154,7 @@ build:
 	// And each is reproducible without cache.
 	for name, path := range map[string]string{"native": native, "dockerfile": docker} {
 		r, l := e.Lock(t, path, lock.Options{})
-		res, _, err := repro.Check(ctx, r, l, t.TempDir(), build.Options{Client: c, HelperPath: e.Helper})
+		res, _, err := check.Reproducible(ctx, r, l, t.TempDir(), build.Options{Client: c, HelperPath: e.Helper})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -186,7 +185,7 @@ func TestCheckNamesNondeterministicFile(t *testing.T) {
         head -c 16 /dev/urandom > public/assets/nonce.bin`, 1)
 	path := e.WriteRecipe(t, body, up.URL, fixture.Patches())
 	r, l := e.Lock(t, path, lock.Options{})
-	res, _, err := repro.Check(context.Background(), r, l, t.TempDir(), build.Options{Client: e.Connect(t, "").Client, HelperPath: e.Helper})
+	res, _, err := check.Reproducible(context.Background(), r, l, t.TempDir(), build.Options{Client: e.Connect(t, "").Client, HelperPath: e.Helper})
 	if err != nil {
 		t.Fatal(err)
 	}

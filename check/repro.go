@@ -1,9 +1,9 @@
-// Package repro checks that a recipe's build is bit-for-bit reproducible,
+// Reproducible checks that a recipe's build is bit-for-bit reproducible,
 // as `nix build --check` does: it builds the locked recipe, rebuilds it
 // with BuildKit's cache disabled, and compares the two images. On a
 // mismatch it names the layers that differ and, within them, the files
 // (path, size, mode, content hash).
-package repro
+package check
 
 import (
 	"archive/tar"
@@ -71,8 +71,8 @@ type LayerDiff struct {
 	Files []FileDiff    `json:"files"`
 }
 
-// Result of a check.
-type Result struct {
+// ReproResult of a check.
+type ReproResult struct {
 	First        digest.Digest `json:"first"`
 	Second       digest.Digest `json:"second"`
 	Reproducible bool          `json:"reproducible"`
@@ -85,7 +85,7 @@ type Result struct {
 
 // Err is nil for a reproducible build, else an error wrapping
 // errs.ErrNotReproducible that names layers and files.
-func (r *Result) Err() error {
+func (r *ReproResult) Err() error {
 	if r.Reproducible {
 		return nil
 	}
@@ -121,10 +121,10 @@ func (r *Result) Err() error {
 	return fmt.Errorf("%w: %s", errs.ErrNotReproducible, b.String())
 }
 
-// Check builds r at l (the cache may serve it) into dir/first, rebuilds it
+// Reproducible builds r at l (the cache may serve it) into dir/first, rebuilds it
 // with the cache disabled into dir/second, and compares. opts.Output is
 // ignored.
-func Check(ctx context.Context, r *recipe.Recipe, l *lock.Lock, dir string, opts build.Options) (*Result, *build.Result, error) {
+func Reproducible(ctx context.Context, r *recipe.Recipe, l *lock.Lock, dir string, opts build.Options) (*ReproResult, *build.Result, error) {
 	a, b := filepath.Join(dir, "first"), filepath.Join(dir, "second")
 	opts.Output = build.Output{OCIDir: a}
 	first, err := build.Build(ctx, r, l, opts)
@@ -142,8 +142,8 @@ func Check(ctx context.Context, r *recipe.Recipe, l *lock.Lock, dir string, opts
 }
 
 // Compare compares two builds' images, read from their OCI layouts.
-func Compare(ctx context.Context, dirA string, a *build.Result, dirB string, b *build.Result) (*Result, error) {
-	res := &Result{First: a.Digest, Second: b.Digest, Reproducible: a.Digest == b.Digest}
+func Compare(ctx context.Context, dirA string, a *build.Result, dirB string, b *build.Result) (*ReproResult, error) {
+	res := &ReproResult{First: a.Digest, Second: b.Digest, Reproducible: a.Digest == b.Digest}
 	if res.Reproducible {
 		return res, nil
 	}

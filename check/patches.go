@@ -1,11 +1,11 @@
-// Package patchcheck reports the health of a recipe's patch set across a
+// Patches reports the health of a recipe's patch set across a
 // range of upstream commits: for every commit and patch, whether it
 // applies, fails (naming the hunk or command) or changes nothing, with its
 // change stat, and the commit at which each patch started to fail.
 //
 // Each commit costs one source fetch and the patch steps, solved by
 // BuildKit (so a second run over the same range is served from cache).
-package patchcheck
+package check
 
 import (
 	"context"
@@ -24,8 +24,8 @@ import (
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
-// Options select the commits and how to build.
-type Options struct {
+// PatchesOptions select the commits and how to build.
+type PatchesOptions struct {
 	// Build configures each commit's patch solve (client, helper).
 	Build build.Options
 	// Git lists commits.
@@ -73,8 +73,8 @@ type CommitResult struct {
 	Patches []PatchResult `json:"patches"`
 }
 
-// Result is the whole check.
-type Result struct {
+// PatchesResult is the whole check.
+type PatchesResult struct {
 	Recipe  string         `json:"recipe"`
 	Ref     string         `json:"ref"`
 	Patches []string       `json:"patchNames"`
@@ -90,11 +90,11 @@ type Result struct {
 
 // Failed reports whether the locked or the newest commit has a failing
 // patch.
-func (r *Result) Failed() bool { return !r.LockedOK || !r.NewestOK }
+func (r *PatchesResult) Failed() bool { return !r.LockedOK || !r.NewestOK }
 
 // Err is nil when the locked and newest commits are fine, else an error
 // wrapping errs.ErrPatchFailed that says which.
-func (r *Result) Err() error {
+func (r *PatchesResult) Err() error {
 	if !r.Failed() {
 		return nil
 	}
@@ -120,7 +120,7 @@ func (r *Result) Err() error {
 
 // Check runs the patches over the selected commits, oldest first, plus the
 // locked commit if it is not among them.
-func Check(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*Result, error) {
+func Patches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts PatchesOptions) (*PatchesResult, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -160,7 +160,7 @@ func Check(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 	if len(commits) == 0 {
 		return nil, fmt.Errorf("checking patches: no commits in the range")
 	}
-	res := &Result{Recipe: r.Name, Ref: r.Upstream.Ref, FirstFailure: map[string]string{}, LockedOK: true, NewestOK: true}
+	res := &PatchesResult{Recipe: r.Name, Ref: r.Upstream.Ref, FirstFailure: map[string]string{}, LockedOK: true, NewestOK: true}
 	for _, p := range r.Patches {
 		res.Patches = append(res.Patches, p.Name)
 	}
@@ -254,7 +254,7 @@ func short(c string) string {
 
 // Table writes the result as a text table: one row per commit, one
 // column per patch, then the failure details and first failures.
-func (r *Result) Table(w io.Writer) error {
+func (r *PatchesResult) Table(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "COMMIT\tDATE\t")
 	for _, p := range r.Patches {

@@ -1,4 +1,4 @@
-package patchcheck_test
+package check_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/lock"
-	"github.com/vmbuild/vmbuild/patchcheck"
+	"github.com/vmbuild/vmbuild/check"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -181,7 +181,7 @@ func TestCheckRange(t *testing.T) {
 	body := strings.Replace(recipeBody, "%PATCHES%", "  - file: w.patch\n  - script: s.sh", 1)
 	path := e.WriteRecipe(t, body, up.URL, map[string]string{"w.patch": workersDiff, "s.sh": "sed -i 's/hiredis/redis-client/' Gemfile\n"})
 	r, l := e.Lock(t, path, lock.Options{Commit: commits[0]})
-	res, err := patchcheck.Check(context.Background(), r, l, patchcheck.Options{Build: e.opts, Git: lock.GitCLI{CacheDir: t.TempDir()}, Last: 10})
+	res, err := check.Patches(context.Background(), r, l, check.PatchesOptions{Build: e.opts, Git: lock.GitCLI{CacheDir: t.TempDir()}, Last: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,11 +189,11 @@ func TestCheckRange(t *testing.T) {
 		t.Fatalf("%d commits checked", len(res.Commits))
 	}
 	for i, c := range res.Commits {
-		want := patchcheck.Applies
+		want := check.Applies
 		if i+1 >= 6 {
-			want = patchcheck.Fails
+			want = check.Fails
 		}
-		if c.Patches[0].Outcome != want || c.Patches[1].Outcome != patchcheck.Applies {
+		if c.Patches[0].Outcome != want || c.Patches[1].Outcome != check.Applies {
 			t.Errorf("commit %d: %+v", i+1, c.Patches)
 		}
 	}
@@ -233,7 +233,7 @@ func BenchmarkCheck50Commits(b *testing.B) {
 	r, l := e.Lock(b, path, lock.Options{})
 	for _, pass := range []string{"cold", "warm"} {
 		start := time.Now()
-		res, err := patchcheck.Check(context.Background(), r, l, patchcheck.Options{Build: e.opts, Git: lock.GitCLI{CacheDir: b.TempDir()}, Last: 50})
+		res, err := check.Patches(context.Background(), r, l, check.PatchesOptions{Build: e.opts, Git: lock.GitCLI{CacheDir: b.TempDir()}, Last: 50})
 		if err != nil || len(res.Commits) != 50 || res.Failed() {
 			b.Fatalf("%v %d", err, len(res.Commits))
 		}
