@@ -3,9 +3,7 @@ package buildkit
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -16,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/moby/buildkit/client"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/localsvc"
 )
 
 // DaemonOptions configures the buildkitd that vmbuild manages itself.
@@ -144,7 +144,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating daemon state dir: %w", err)
 	}
-	unlock, err := flock(ctx, o.lockFile())
+	unlock, err := lockFile(ctx, o.lockFile())
 	if err != nil {
 		return nil, err
 	}
@@ -342,27 +342,16 @@ func ping(ctx context.Context, addr string, timeout time.Duration) (string, erro
 	return info.BuildkitVersion.Version, nil
 }
 
-func flock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+func lockFile(ctx context.Context, path string) (func(), error) {
+	fl := flock.New(path, flock.SetPermissions(0o600))
+	ok, err := fl.TryLockContext(ctx, 100*time.Millisecond)
 	if err != nil {
-		return nil, fmt.Errorf("opening daemon lock: %w", err)
+		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if !ok {
+		return nil, ctx.Err()
 	}
+	return func() { _ = fl.Unlock() }, nil
 }
 
 // isBuildkitd reports whether pid runs a buildkitd (its command line names

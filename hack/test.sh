@@ -3,7 +3,8 @@
 #   0. the demo inputs (hack/mkdemo), when recipes/demo/src exists;
 #   1. a buildkitd shared by all test binaries (hack/testsvc, through package
 #      buildkit's managed-daemon code), exported as VMBUILD_TEST_BUILDKIT_ADDR;
-#   2. VMBUILD_INTEGRATION=1 go test -count=1 -timeout 30m ./...
+#   2. go mod tidy -diff (go.mod and go.sum say exactly what the code
+#      imports), then VMBUILD_INTEGRATION=1 go test -count=1 -timeout 30m ./...
 #   3. hack/fuzz.sh (every Fuzz* target for FUZZTIME, default 5s);
 #   4. bench/run --quick, if bench/run exists.
 # Every stage runs even when an earlier one failed; the script fails if any
@@ -58,6 +59,7 @@ stage() {
 if [ -d recipes/demo/src ]; then
 	stage "demo inputs" go run ./hack/mkdemo
 fi
+stage "go mod tidy" go mod tidy -diff
 stage "go test" go test -count=1 -timeout 30m ./...
 stage "fuzz" hack/fuzz.sh
 if [ -f bench/run ] && [ -x bench/run ]; then

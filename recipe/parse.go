@@ -10,7 +10,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-	"gopkg.in/yaml.v3"
+	"github.com/moby/patternmatcher"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/redact"
@@ -488,7 +489,13 @@ func checkGlob(g string) error {
 	if err := checkRelPath(g); err != nil {
 		return err
 	}
-	if _, err := path.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {
+	// The rules BuildKit matches include patterns by (fsutil uses
+	// moby/patternmatcher): compile the pattern as it will.
+	pm, err := patternmatcher.New([]string{g})
+	if err == nil {
+		_, err = pm.MatchesOrParentMatches("probe")
+	}
+	if err != nil {
 		return fmt.Errorf("%q is not a valid pattern: %v", g, err)
 	}
 	if strings.HasPrefix(path.Clean(g), ".git/") || path.Clean(g) == ".git" {

@@ -144,6 +144,8 @@ func TestErrors(t *testing.T) {
 		}, []string{"base: missing required field (native builds run their layers on it)"}},
 		{"bad api version", func(s string) string { return strings.Replace(s, "vmbuild/v1", "vmbuild/v2", 1) }, []string{"recipe.yaml:1:", `unsupported apiVersion "vmbuild/v2"`}},
 		{"bad git url", func(s string) string { return strings.Replace(s, "git://127.0.0.1/demo.git", "ftp://x/y", 1) }, []string{"recipe.yaml:4:", `unsupported git URL scheme "ftp"`}},
+		{"bad glob", func(s string) string { return strings.Replace(s, `"app/javascript/**"`, `"app/[javascript"`, 1) }, []string{"recipe.yaml:", `"app/[javascript" is not a valid pattern`}},
+		{"second document", func(s string) string { return s + "---\nupstream: {git: git://evil/x.git, ref: main}\n" }, []string{"second YAML document", "a recipe is exactly one document"}},
 		{"token in git url query", func(s string) string {
 			return strings.Replace(s, "git://127.0.0.1/demo.git", "https://host/app.git?private_token=SECRET", 1)
 		}, []string{"recipe.yaml:4:", "upstream.git: the URL carries a query string", "(https://host/app.git)", "credential helper"}},

@@ -22,8 +22,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/buildkit"
@@ -384,45 +385,31 @@ func buildCommit(ctx context.Context, r *recipe.Recipe, cur *lock.Lock, c lock.C
 // on NAME.track.lock beside it.
 func lockRecipe(ctx context.Context, r *recipe.Recipe, wait bool, log *slog.Logger) (func(), error) {
 	path := filepath.Join(r.Dir, r.Name+".track.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	fl := flock.New(path, flock.SetPermissions(0o644))
+	ok, err := fl.TryLock()
 	if err != nil {
-		return nil, fmt.Errorf("locking recipe: %w", err)
+		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	logged := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
+	if !ok {
 		holder := "another process"
 		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 			holder = "process " + strings.TrimSpace(string(b))
 		}
 		if !wait {
-			f.Close()
 			return nil, fmt.Errorf("tracking %s: %w: %s holds %s; it will finish on its own (or use --wait to queue behind it)", r.Name, errs.ErrLocked, holder, path)
 		}
-		if !logged {
-			log.Info("waiting for another track run on this recipe", "holder", holder, "lock", path)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
+		log.Info("waiting for another track run on this recipe", "holder", holder, "lock", path)
+		if ok, err = fl.TryLockContext(ctx, 500*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		} else if !ok {
 			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// The holder's pid, for the message another run prints.
+	_ = os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
 	return func() {
-		_ = f.Truncate(0)
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
+		_ = os.Truncate(path, 0)
+		_ = fl.Unlock()
 	}, nil
 }
 

@@ -30,11 +30,11 @@ var allowed = map[string][]string{
 	"lock":                {"errs", "recipe", "internal/redact"},
 	"llb":                 {"errs", "recipe", "lock", "internal/redact"},
 	"build":               {"errs", "recipe", "lock", "llb", "patch"},
-	"sign":                {"errs", "registry"},
+	"sign":                {"errs", "registry", "provenance"},
 	"publish":             {"errs", "recipe", "lock", "build", "provenance", "sign", "registry"},
 	"check":               {"errs", "recipe", "lock", "build", "patch"},
 	"verify":              {"errs", "registry", "sign", "provenance", "track/history", "internal/strictyaml", "internal/redact"},
-	"track":               {"errs", "recipe", "lock", "build", "buildkit", "publish", "track/history"},
+	"track":               {"errs", "recipe", "lock", "build", "buildkit", "publish", "sign", "track/history"},
 	"internal/strictyaml": {},
 	"internal/redact":     {},
 	"deps":                {"errs", "internal/redact"},
@@ -50,10 +50,16 @@ var allowed = map[string][]string{
 var forbiddenExternal = []string{"github.com/spf13/cobra", "github.com/spf13/pflag"}
 
 type pkg struct {
-	ImportPath string
-	Imports    []string
-	Name       string
+	ImportPath   string
+	Imports      []string
+	TestImports  []string
+	XTestImports []string
+	Name         string
 }
+
+// testSupport are the packages any test may import besides its package's
+// own allowed set: the harness that starts real services, and fixtures.
+var testSupport = []string{"buildkit", "internal/testenv", "internal/testenv/detgit", "internal/fixture", "internal/baseimage", "internal/localsvc"}
 
 func list(t *testing.T) []pkg {
 	t.Helper()
@@ -102,20 +108,33 @@ func TestLayering(t *testing.T) {
 		for _, a := range ok {
 			okSet[a] = true
 		}
-		for _, imp := range p.Imports {
-			for _, f := range forbiddenExternal {
-				if imp == f || strings.HasPrefix(imp, f+"/") {
-					t.Errorf("library package %s imports %s (flags and commands belong in cmd/vmbuild)", rel, imp)
+		check := func(imports []string, what string, okSet map[string]bool) {
+			for _, imp := range imports {
+				for _, f := range forbiddenExternal {
+					if imp == f || strings.HasPrefix(imp, f+"/") {
+						t.Errorf("library package %s%s imports %s (flags and commands belong in cmd/vmbuild)", rel, what, imp)
+					}
+				}
+				irel, isOurs := strings.CutPrefix(imp, mod)
+				if !isOurs || irel == rel {
+					continue
+				}
+				if !okSet[irel] {
+					t.Errorf("%s%s imports %s, against the data flow (allowed: %s)", rel, what, irel, strings.Join(sorted(ok), ", "))
 				}
 			}
-			irel, isOurs := strings.CutPrefix(imp, mod)
-			if !isOurs {
-				continue
-			}
-			if !okSet[irel] {
-				t.Errorf("%s imports %s, against the data flow (allowed: %s)", rel, irel, strings.Join(sorted(ok), ", "))
-			}
 		}
+		check(p.Imports, "", okSet)
+		// Tests keep the layering too; they may also use the test harness.
+		testOK := map[string]bool{}
+		for k := range okSet {
+			testOK[k] = true
+		}
+		for _, s := range testSupport {
+			testOK[s] = true
+		}
+		check(p.TestImports, " (tests)", testOK)
+		check(p.XTestImports, " (external tests)", testOK)
 	}
 }
 

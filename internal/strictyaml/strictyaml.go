@@ -6,13 +6,15 @@
 package strictyaml
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // FieldError is one problem, located by file, line, column and field.
@@ -94,7 +96,31 @@ var yamlLineRE = regexp.MustCompile(`(?:yaml: )?line (\d+):`)
 // or empty YAML.
 func (d *Decoder) Parse(raw []byte) (*yaml.Node, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	err := dec.Decode(&doc)
+	if err == io.EOF {
+		d.ErrAt(nil, "", "the file is empty")
+		return nil, d.Result()
+	}
+	if err == nil {
+		// A second document ("---") would otherwise be silently ignored,
+		// whatever it says: refuse it.
+		var next yaml.Node
+		switch nerr := dec.Decode(&next); {
+		case nerr == io.EOF:
+		case nerr != nil:
+			err = nerr
+		default:
+			line := next.Line
+			if line == 0 && len(next.Content) > 0 {
+				line = next.Content[0].Line
+			}
+			d.errs = append(d.errs, &FieldError{File: d.file, Line: line,
+				Msg: fmt.Sprintf("a second YAML document starts here; a %s is exactly one document (remove the \"---\" and what follows, or merge it into the first)", d.what)})
+			return nil, d.Result()
+		}
+	}
+	if err != nil {
 		line := 0
 		msg := err.Error()
 		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
