@@ -38,11 +38,15 @@ var allowed = map[string][]string{
 	"track":               {"errs", "recipe", "lock", "build", "buildkit", "publish", "history"},
 	"internal/strictyaml": {},
 	"internal/localsvc":   {},
+	"deps":                {"errs"},
+	"deps/npm":            {"errs", "deps"},
+	"deps/yarn":           {"errs", "deps", "deps/npm"},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
 	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry", "buildkit"},
 	"internal/testenv/detgit": {"errs"},
+	"deps/internal/jstest":    {"deps"},
 }
 
 // Packages no library may import.
