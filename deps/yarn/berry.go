@@ -379,7 +379,7 @@ func (r *berryResolver) lookup(from *berryEntry, name, rng string) (*berryEntry,
 	}
 	to, ok := r.lk.byDesc[d]
 	if !ok {
-		return nil, fmt.Errorf("resolving %s:%d: %w: package %s depends on %s@%s, which the lockfile has no entry for: run yarn install and commit %s", r.lk.file, from.line, errs.ErrDependency, from.Resolution, name, rng, path.Base(r.lk.file))
+		return nil, fmt.Errorf("resolving %s:%d: %w: package %s depends on %s@%s, which the lockfile has no entry for: run yarn install and commit %s (vmbuild does not apply package.json resolutions)", r.lk.file, from.line, errs.ErrDependency, from.Resolution, name, rng, path.Base(r.lk.file))
 	}
 	return to, nil
 }

@@ -30,7 +30,7 @@ func pin(t *testing.T, s *npm.Set, cache string) {
 	for _, p := range s.Packages {
 		size += p.Size
 	}
-	t.Logf("hashed %d packages, %.1f MB, in %v", len(s.Packages), float64(size)/1e6, time.Since(start).Round(time.Millisecond))
+	t.Logf("hashed %d packages, %d bytes (%.1f MB), in %v", len(s.Packages), size, float64(size)/1e6, time.Since(start).Round(time.Millisecond))
 }
 
 // unpackTool unpacks the pinned package manager and returns its entry
