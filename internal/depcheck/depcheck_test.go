@@ -39,11 +39,14 @@ var allowed = map[string][]string{
 	"internal/redact":     {},
 	"deps":                {"errs", "internal/redact"},
 	"internal/localsvc":   {},
+	"deps/npm":            {"errs", "deps"},
+	"deps/yarn":           {"errs", "deps", "deps/npm"},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
 	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry", "buildkit"},
 	"internal/testenv/detgit": {"errs"},
+	"deps/internal/jstest":    {"deps"},
 }
 
 // Packages no library may import.
@@ -59,7 +62,7 @@ type pkg struct {
 
 // testSupport are the packages any test may import besides its package's
 // own allowed set: the harness that starts real services, and fixtures.
-var testSupport = []string{"buildkit", "internal/testenv", "internal/testenv/detgit", "internal/fixture", "internal/baseimage", "internal/localsvc"}
+var testSupport = []string{"buildkit", "deps/internal/jstest", "internal/testenv", "internal/testenv/detgit", "internal/fixture", "internal/baseimage", "internal/localsvc"}
 
 func list(t *testing.T) []pkg {
 	t.Helper()
