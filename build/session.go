@@ -1,19 +1,13 @@
 package build
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
@@ -25,7 +19,6 @@ import (
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
-	"golang.org/x/sys/unix"
 
 	"github.com/vmbuild/vmbuild/errs"
 	vmllb "github.com/vmbuild/vmbuild/llb"
@@ -203,90 +196,13 @@ func sourceTree(ctx context.Context, work, repo, commit string) (string, error) 
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return "", fmt.Errorf("exporting upstream tree: %w", err)
 	}
-	b, err := lock.GitCLI{}.Archive(ctx, repo, commit)
-	if err != nil {
-		return "", fmt.Errorf("exporting upstream %s at %s: %w", repo, commit, err)
-	}
-	if err := untar(bytes.NewReader(b), tree); err != nil {
-		return "", fmt.Errorf("exporting upstream %s at %s: %w", repo, commit, err)
+	if err := (lock.GitCLI{}).Export(ctx, repo, commit, tree); err != nil {
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(dir, ".vmbuild-complete"), nil, 0o644); err != nil {
 		return "", err
 	}
 	return tree, nil
-}
-
-// untar extracts a git archive stream into dir. Entries that would land
-// outside dir are refused.
-func untar(r io.Reader, dir string) error {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	tr := tar.NewReader(r)
-	type dirTime struct {
-		name string
-		t    time.Time
-	}
-	var dirs []dirTime
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		name := filepath.Clean(h.Name)
-		if h.Typeflag == tar.TypeXGlobalHeader || name == "." {
-			continue
-		}
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("archive entry %q is outside the tree", h.Name)
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o755); err != nil {
-				return err
-			}
-			dirs = append(dirs, dirTime{name, h.ModTime})
-		case tar.TypeReg:
-			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-				return err
-			}
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, tr); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			if err := root.Chmod(name, os.FileMode(h.Mode)&0o777); err != nil {
-				return err
-			}
-			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-				return err
-			}
-			if err := root.Symlink(h.Linkname, name); err != nil {
-				return err
-			}
-			ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
-			_ = unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dir, name), ts, unix.AT_SYMLINK_NOFOLLOW)
-		}
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = root.Chtimes(dirs[i].name, dirs[i].t, dirs[i].t)
-	}
-	return nil
 }
 
 // baseConfig returns the base image's config for the target platform.

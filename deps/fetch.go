@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmbuild/vmbuild/errs"
@@ -69,6 +70,18 @@ type Fetcher struct {
 	MaxSize int64
 	// Logger receives one line per download. Default: discard.
 	Logger *slog.Logger
+	// Known are sums pinned before (a previous lock's), by URL: Hash
+	// answers a request for one of them without downloading. The caller
+	// puts only pins whose lockfile integrity is unchanged here.
+	Known map[string]Sum
+
+	downloads, bytes atomic.Int64
+}
+
+// Downloads reports how many packages, and bytes, Hash downloaded (not
+// answered from Known or the cache).
+func (f *Fetcher) Downloads() (packages, bytes int64) {
+	return f.downloads.Load(), f.bytes.Load()
 }
 
 func (f *Fetcher) client() *http.Client {
@@ -119,6 +132,9 @@ func (f *Fetcher) Hash(ctx context.Context, reqs []Request) ([]Sum, error) {
 }
 
 func (f *Fetcher) hashOne(ctx context.Context, r Request) (Sum, error) {
+	if s, ok := f.Known[r.URL]; ok {
+		return s, nil
+	}
 	if s, ok := f.cached(r); ok {
 		return s, nil
 	}
@@ -177,6 +193,8 @@ func (f *Fetcher) hashOne(ctx context.Context, r Request) (Sum, error) {
 		return Sum{}, &HashError{Package: r.ID, URL: RedactURL(r.URL), Source: r.Want.Source + " (" + alg + ")", Expected: want, Actual: got}
 	}
 	s := Sum{SHA256: hex.EncodeToString(sums["sha256"]), Size: n}
+	f.downloads.Add(1)
+	f.bytes.Add(n)
 	f.log().Info("fetched", "package", r.ID, "bytes", n, "took", time.Since(start).Round(time.Millisecond))
 	if tmp != nil {
 		f.store(r.URL, s, tmp)

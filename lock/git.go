@@ -1,11 +1,14 @@
 package lock
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -14,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/redact"
@@ -287,6 +292,93 @@ func (g GitCLI) Archive(ctx context.Context, url, commit string) ([]byte, error)
 	}
 	// umask 022, as a checkout by buildkitd gets: 0644 files, 0755 dirs.
 	return g.run(ctx, dir, "-c", "tar.umask=0022", "archive", "--format=tar", commit)
+}
+
+// Export writes the tree of commit into dir (which must exist), as a
+// checkout by buildkitd has it: 0644 files, 0755 directories, mtimes the
+// commit time. Entries that would land outside dir are refused.
+func (g GitCLI) Export(ctx context.Context, url, commit, dir string) error {
+	b, err := g.Archive(ctx, url, commit)
+	if err != nil {
+		return fmt.Errorf("exporting %s at %s: %w", redact.Text(url), commit, err)
+	}
+	if err := untar(bytes.NewReader(b), dir); err != nil {
+		return fmt.Errorf("exporting %s at %s: %w", redact.Text(url), commit, err)
+	}
+	return nil
+}
+
+// untar extracts a git archive stream into dir. Entries that would land
+// outside dir are refused.
+func untar(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	type dirTime struct {
+		name string
+		t    time.Time
+	}
+	var dirs []dirTime
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(h.Name)
+		if h.Typeflag == tar.TypeXGlobalHeader || name == "." {
+			continue
+		}
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
+			return fmt.Errorf("archive entry %q is outside the tree", h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return err
+			}
+			dirs = append(dirs, dirTime{name, h.ModTime})
+		case tar.TypeReg:
+			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				return err
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o777)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			if err := root.Chmod(name, os.FileMode(h.Mode)&0o777); err != nil {
+				return err
+			}
+			if err := root.Chtimes(name, h.ModTime, h.ModTime); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				return err
+			}
+			if err := root.Symlink(h.Linkname, name); err != nil {
+				return err
+			}
+			ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+			_ = unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(dir, name), ts, unix.AT_SYMLINK_NOFOLLOW)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = root.Chtimes(dirs[i].name, dirs[i].t, dirs[i].t)
+	}
+	return nil
 }
 
 // Credential asks git for the credentials of an http(s) remote, as git

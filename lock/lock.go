@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/recipe"
 )
@@ -27,13 +28,22 @@ const Version = 1
 
 // Lock is the content of a lock file. Field order is the file's order.
 type Lock struct {
-	LockVersion int        `json:"lockVersion"`
-	Recipe      RecipePin  `json:"recipe"`
-	Upstream    Upstream   `json:"upstream"`
-	Base        *ImagePin  `json:"base,omitempty"`
-	Frontend    *ImagePin  `json:"frontend,omitempty"`
-	Images      []ImagePin `json:"images,omitempty"`
-	Patches     []PatchPin `json:"patches"`
+	LockVersion int       `json:"lockVersion"`
+	Recipe      RecipePin `json:"recipe"`
+	Upstream    Upstream  `json:"upstream"`
+	Base        *ImagePin `json:"base,omitempty"`
+	// Debian pins a base assembled from Debian packages.
+	Debian   *DebianPin `json:"debian,omitempty"`
+	Frontend *ImagePin  `json:"frontend,omitempty"`
+	Images   []ImagePin `json:"images,omitempty"`
+	Patches  []PatchPin `json:"patches"`
+	// Deps pins NAME.deps.lock.json, which holds every package the build
+	// downloads (the Debian base's .debs, the layers' dependencies).
+	Deps *DepsPin `json:"deps,omitempty"`
+
+	// DepsLock is the content of the file Deps pins: loaded by Read,
+	// written by Write.
+	DepsLock *DepsLock `json:"-"`
 }
 
 // RecipePin records the recipe the lock was made from.
@@ -125,7 +135,14 @@ func Read(path string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading lock: %w", err)
 	}
-	return Parse(path, b)
+	l, err := Parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.readDeps(path); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // Parse decodes and validates lock bytes; file names it in errors.
@@ -170,6 +187,17 @@ func (l *Lock) validate() error {
 			return fmt.Errorf("patches[%d] (%s): sha256 %q is not 64 hex digits", i, p.Name, p.SHA256)
 		}
 	}
+	if l.Deps != nil && !deps.IsSHA256(l.Deps.SHA256) {
+		return fmt.Errorf("deps.sha256 %q is not 64 hex digits", l.Deps.SHA256)
+	}
+	if d := l.Debian; d != nil {
+		switch {
+		case d.Mirror == "" || d.Suite == "" || d.Architecture == "":
+			return errors.New("debian: mirror, suite and architecture are required")
+		case !deps.IsSHA256(d.InRelease.SHA256):
+			return fmt.Errorf("debian.inRelease.sha256 %q is not 64 hex digits", d.InRelease.SHA256)
+		}
+	}
 	return nil
 }
 
@@ -192,12 +220,31 @@ func validDigest(d string) bool {
 	return true
 }
 
-// Write stores the lock atomically (write to a temporary file, rename).
+// Write stores the lock atomically (write to a temporary file, rename),
+// and first, when it has one, its dependency lock beside it (whose sha256
+// it records in Deps).
 func Write(path string, l *Lock) error {
+	if l.DepsLock != nil && (l.DepsLock.Base != nil || len(l.DepsLock.Layers) > 0) {
+		b, err := l.DepsLock.Marshal()
+		if err != nil {
+			return err
+		}
+		dp := DepsPath(path)
+		if err := writeAtomic(dp, b); err != nil {
+			return err
+		}
+		l.Deps = &DepsPin{File: filepath.Base(dp), SHA256: sha256Hex(b), Packages: l.DepsLock.Count()}
+	} else {
+		l.Deps = nil
+	}
 	b, err := l.Marshal()
 	if err != nil {
 		return err
 	}
+	return writeAtomic(path, b)
+}
+
+func writeAtomic(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".lock-*.json")
 	if err != nil {
 		return fmt.Errorf("writing lock: %w", err)
@@ -259,7 +306,23 @@ func Check(r *recipe.Recipe, l *Lock, lockPath string) error {
 	if l.Upstream.Ref != r.Upstream.Ref {
 		changes = append(changes, fmt.Sprintf("upstream.ref is %q, lock has %q", r.Upstream.Ref, l.Upstream.Ref))
 	}
-	if r.NeedsBase() {
+	switch {
+	case r.BaseDebian != nil && l.Debian == nil:
+		changes = append(changes, "the Debian base is not in the lock")
+	case r.BaseDebian != nil && (l.Debian.Suite != r.BaseDebian.Suite || l.Debian.Mirror != r.BaseDebian.Mirror):
+		changes = append(changes, fmt.Sprintf("the Debian base is %s %s, lock has %s %s", r.BaseDebian.Mirror, r.BaseDebian.Suite, l.Debian.Mirror, l.Debian.Suite))
+	case r.BaseDebian != nil && l.DepsLock == nil:
+		changes = append(changes, "the Debian base's packages are not in the lock")
+	}
+	for _, lay := range r.Build.Layers {
+		if lay.Deps == nil {
+			continue
+		}
+		if _, ok := l.DepsLock.LayerDeps(lay.Name); !ok {
+			changes = append(changes, fmt.Sprintf("layer %s's dependencies (%s) are not in the lock", lay.Name, lay.Deps.Lockfile))
+		}
+	}
+	if r.NeedsBase() && r.BaseDebian == nil {
 		switch {
 		case l.Base == nil:
 			changes = append(changes, fmt.Sprintf("base %q is not in the lock", r.Base))

@@ -103,14 +103,7 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 				},
 			}, "git", "ref")
 		},
-		"base": func(n *yaml.Node, f string) {
-			r.Base = d.Str(n, f)
-			if r.Base != "" {
-				if err := CheckImageRef(r.Base); err != nil {
-					d.ErrAt(n, f, "%v", err)
-				}
-			}
-		},
+		"base": func(n *yaml.Node, f string) { d.base(n, f, r) },
 		"platform": func(n *yaml.Node, f string) {
 			r.Platform = d.Str(n, f)
 			if r.Platform != "" && !platformRE.MatchString(r.Platform) {
@@ -137,7 +130,7 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 	if buildNode != nil && r.Build.Dockerfile != nil && imageNode != nil {
 		d.ErrAt(imageNode, "image", "image settings apply to native builds only; in dockerfile mode the Dockerfile sets them")
 	}
-	if r.NeedsBase() && r.Base == "" && buildNode != nil {
+	if r.NeedsBase() && r.Base == "" && r.BaseDebian == nil && buildNode != nil {
 		why := "native builds run their layers on it"
 		if !r.Build.Native() {
 			why = "script patches run in it"
@@ -312,7 +305,11 @@ func (d *decoder) layer(n *yaml.Node, field string) Layer {
 			}
 		},
 		"sourceDateEpoch": func(n *yaml.Node, f string) { l.SourceDateEpoch = d.Bool(n, f) },
+		"deps":            func(n *yaml.Node, f string) { l.Deps = d.deps(n, f, &l) },
 	}, "name", "run", "outputs")
+	if l.Deps != nil && l.Network == NetworkHost {
+		d.ErrAt(n, field+".network", "a layer with deps installs its pinned packages with no network; drop network: host")
+	}
 	return l
 }
 

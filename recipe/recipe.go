@@ -29,11 +29,14 @@ type Recipe struct {
 	// Base is the base image reference as written (tag or digest, or
 	// oci-layout://DIR[:tag][@digest]). Required in native mode and when a
 	// script patch is present.
-	Base     string
-	Platform string // e.g. linux/amd64; empty means the host's default
-	Patches  []Patch
-	Build    Build
-	Image    Image
+	Base string
+	// BaseDebian, when set instead of Base, assembles the base from pinned
+	// Debian packages.
+	BaseDebian *DebianBase
+	Platform   string // e.g. linux/amd64; empty means the host's default
+	Patches    []Patch
+	Build      Build
+	Image      Image
 
 	// Path is the file the recipe was read from (as given to Load).
 	Path string
@@ -125,8 +128,11 @@ type Layer struct {
 	// (opt-in: the value changes with every commit and so busts this step's
 	// cache on every commit).
 	SourceDateEpoch bool
-	Line            int
-	needsLines      []int
+	// Deps, if set, is the pinned dependency set the layer installs (with
+	// no network).
+	Deps       *Deps
+	Line       int
+	needsLines []int
 }
 
 // Image is the final image's configuration in native mode.

@@ -256,16 +256,29 @@ func TestSchemaMatchesParser(t *testing.T) {
 		if items, ok := node["items"].(map[string]any); ok {
 			walk(path+"[]", items)
 		}
+		if alts, ok := node["oneOf"].([]any); ok {
+			for _, a := range alts {
+				if m, ok := a.(map[string]any); ok {
+					walk(path, m)
+				}
+			}
+		}
 	}
 	walk("", schema)
 	want := map[string][]string{
-		"":                  {"apiVersion", "name", "upstream", "base", "platform", "patches", "build", "image"},
-		".upstream":         {"git", "ref"},
-		".patches[]":        {"file", "script", "name", "optional", "offset", "fuzz"},
-		".build":            {"dockerfile", "layers"},
-		".build.dockerfile": {"path", "target", "args", "sourceDateEpochArg"},
-		".build.layers[]":   {"name", "inputs", "run", "outputs", "needs", "network", "env", "cache", "sourceDateEpoch"},
-		".image":            {"workdir", "user", "env", "entrypoint", "cmd", "expose", "labels"},
+		"":                     {"apiVersion", "name", "upstream", "base", "platform", "patches", "build", "image"},
+		".upstream":            {"git", "ref"},
+		".patches[]":           {"file", "script", "name", "optional", "offset", "fuzz"},
+		".build":               {"dockerfile", "layers"},
+		".build.dockerfile":    {"path", "target", "args", "sourceDateEpochArg"},
+		".build.layers[]":      {"name", "inputs", "run", "outputs", "needs", "network", "env", "cache", "sourceDateEpoch", "deps"},
+		".build.layers[].deps": {"manager", "lockfile", "workspaces", "production", "without", "with", "registry", "tool", "perGem"},
+		".base":                {"debian", "users", "groups", "files"},
+		".base.debian":         {"mirror", "suite", "components", "packages", "essential", "keyring", "allowExpired"},
+		".base.users[]":        {"name", "uid", "gid", "home", "shell"},
+		".base.groups[]":       {"name", "gid", "members"},
+		".base.files[]":        {"path", "content", "symlink", "mode"},
+		".image":               {"workdir", "user", "env", "entrypoint", "cmd", "expose", "labels"},
 	}
 	for path, w := range want {
 		got := append([]string(nil), props[path]...)
@@ -284,6 +297,80 @@ build:
   dockerfile: {path: docker/Dockerfile, target: app, args: {A: "1"}, sourceDateEpochArg: true}
 `), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+const hermeticRecipe = `apiVersion: vmbuild/v1
+name: streaming
+upstream: {git: ./u, ref: main}
+base:
+  debian:
+    suite: sid
+    packages: [nodejs, ca-certificates, dash]
+    allowExpired: true
+  users: [{name: mastodon, uid: 991, home: /opt/mastodon}]
+  groups: [{name: mastodon, gid: 991}]
+  files: [{path: /etc/localtime, symlink: /usr/share/zoneinfo/Etc/UTC}, {path: /etc/timezone, content: "Etc/UTC\n"}]
+build:
+  layers:
+    - name: node-modules
+      inputs: [package.json, yarn.lock, .yarnrc.yml, streaming/package.json]
+      deps: {manager: yarn, workspaces: ["@mastodon/streaming"], production: true}
+      run: yarn workspaces focus --production @mastodon/streaming
+      outputs: [/app/node_modules]
+    - name: gems
+      inputs: [Gemfile, Gemfile.lock]
+      deps: {manager: bundler, without: [development, test], registry: "https://gems.example/"}
+      run: bundle install --local
+      outputs: [/usr/local/bundle]
+`
+
+func TestDepsAndDebianBase(t *testing.T) {
+	r, err := Parse("r.yaml", ".", []byte(hermeticRecipe), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := r.BaseDebian
+	if db == nil || db.Suite != "sid" || db.Mirror != DefaultDebianMirror || db.Keyring != DefaultDebianKeyring || !db.AllowExpired ||
+		strings.Join(db.Components, ",") != "main" || len(db.Packages) != 3 || r.Base != "" {
+		t.Fatalf("debian base %+v", db)
+	}
+	if u := db.Users[0]; u.Name != "mastodon" || u.UID != 991 || u.GID != 991 || u.Home != "/opt/mastodon" || u.Shell != "/usr/sbin/nologin" {
+		t.Errorf("user %+v", u)
+	}
+	if f := db.Files; len(f) != 2 || f[0].Symlink == "" || f[1].Content != "Etc/UTC\n" || f[1].Mode != 0o644 {
+		t.Errorf("files %+v", f)
+	}
+	y := r.Build.Layers[0].Deps
+	if y == nil || y.Manager != DepsYarn || y.Lockfile != "yarn.lock" || !y.Production || y.Workspaces[0] != "@mastodon/streaming" {
+		t.Errorf("yarn deps %+v", y)
+	}
+	b := r.Build.Layers[1].Deps
+	if b == nil || b.Manager != DepsBundler || b.Lockfile != "Gemfile.lock" || !b.PerGem || b.Registry != "https://gems.example/" || len(b.Without) != 2 {
+		t.Errorf("bundler deps %+v", b)
+	}
+
+	for name, tc := range map[string]struct{ edit, want string }{
+		"deps with network":   {"      run: bundle install --local", "      run: bundle install --local\n      network: host"},
+		"bundler production":  {"without: [development, test]", "production: true"},
+		"yarn groups":         {"production: true}", "production: true, without: [test]}"},
+		"tool mismatch":       {"production: true}", "production: true, tool: npm@10.9.0}"},
+		"registry credential": {"https://gems.example/", "https://u:tok@gems.example/"},
+		"unknown manager":     {"manager: bundler", "manager: pip"},
+		"bad package":         {"dash]", "Dash!]"},
+		"no suite":            {"suite: sid", "mirror: https://deb.example/debian"},
+		"user twice":          {"users: [{name: mastodon, uid: 991, home: /opt/mastodon}]", "users: [{name: m, uid: 1}, {name: m, uid: 2}]"},
+	} {
+		body := strings.Replace(hermeticRecipe, tc.edit, tc.want, 1)
+		if body == hermeticRecipe {
+			t.Fatalf("%s: edit did not apply", name)
+		}
+		_, err := Parse("r.yaml", ".", []byte(body), nil)
+		if err == nil || !errors.Is(err, errs.ErrInvalidRecipe) || !strings.Contains(err.Error(), "r.yaml:") {
+			t.Errorf("%s: got %v", name, err)
+		} else if strings.Contains(err.Error(), "tok@") {
+			t.Errorf("%s: error echoes a credential: %v", name, err)
+		}
 	}
 }
 
