@@ -147,7 +147,9 @@ func toUTF8(tag cbasn1.Tag, b []byte) ([]byte, bool) {
 	return nil, false
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
 
 // canonString is OpenSSL's asn1_string_canon on UTF-8 bytes: trim
 // leading and trailing white space, collapse runs of it to one space,
