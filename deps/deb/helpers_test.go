@@ -2,6 +2,7 @@ package deb
 
 import (
 	"context"
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"net"
 	"net/http"
 	"os"
@@ -88,4 +89,10 @@ func openIndex(t testing.TB, suite string) *Index {
 	}
 	indexes.m[suite] = ix
 	return ix
+}
+
+type openpgpKeyRing = interface {
+	KeysById(id uint64) []openpgp.Key
+	KeysByIdUsage(id uint64, requiredUsage byte) []openpgp.Key
+	DecryptionKeys() []openpgp.Key
 }
