@@ -57,6 +57,11 @@ type Contents struct {
 	Scripts map[string]string
 	// Triggers is the control area's triggers file, if any.
 	Triggers string
+	// Alternatives are the literal `update-alternatives --install`
+	// commands of the postinst (see ApplyAlternatives); AlternativesSkipped
+	// those it could not read (shell variables).
+	Alternatives        []Alternative
+	AlternativesSkipped []string
 	// Conffiles lists the package's configuration files (absolute
 	// paths), as dpkg would register them.
 	Conffiles []string
@@ -263,6 +268,9 @@ func (x *extractor) run(ctx context.Context, r io.Reader) (*Contents, error) {
 	// Anything after the last member is read so the hash covers it all.
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return nil, err
+	}
+	if s, ok := c.Scripts["postinst"]; ok {
+		c.Alternatives, c.AlternativesSkipped = ParseAlternatives(c.Package, s)
 	}
 	x.log.Debug("extracted", "package", x.name, "entries", len(c.Paths), "took", time.Since(start).Round(time.Millisecond))
 	return c, nil
