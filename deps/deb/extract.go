@@ -282,6 +282,9 @@ func decompress(member string, r io.Reader) (io.Reader, func(), error) {
 		ext = ""
 	}
 	nop := func() {}
+	// The decompressors read byte by byte from an io.ByteReader; give them
+	// a buffered one, not the ar member's LimitedReader.
+	r = bufio.NewReaderSize(r, 1<<16)
 	switch ext {
 	case "":
 		return r, nop, nil
