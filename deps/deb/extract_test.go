@@ -414,3 +414,86 @@ fi
 		t.Errorf("a slave whose path is missing was linked")
 	}
 }
+
+// TestRubyBaseRuns does for trixie's ruby + bundler what
+// TestNodejsBaseRuns does for node: resolve, download, extract, add the
+// effects, and run ruby (with OpenSSL and a TLS store) and bundle.
+func TestRubyBaseRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads the ruby closure")
+	}
+	ix := openIndex(t, "trixie")
+	if os.Geteuid() != 0 {
+		if os.Getenv("VMBUILD_INTEGRATION") == "1" {
+			t.Fatal("running ruby in a chroot needs root")
+		}
+		t.Skip("running ruby in a chroot needs root")
+	}
+	res, err := Resolve(context.Background(), ix, []Request{{Name: "ruby"}, {Name: "bundler"}}, ResolveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins, err := ix.Pins(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := download(t, pins)
+	root := t.TempDir()
+	var alts []Alternative
+	var total int64
+	for i, p := range pins {
+		c, err := ExtractFile(context.Background(), files[i], root, ExtractOptions{SHA256: p.SHA256, Package: p.ID(), URL: p.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += p.Size
+		alts = append(alts, c.Alternatives...)
+		if len(c.AlternativesSkipped) > 0 {
+			t.Logf("%s: alternatives not understood: %v", p.Name, c.AlternativesSkipped)
+		}
+		if len(c.Scripts) > 0 {
+			t.Logf("%s has %v", p.Name, c.ScriptNames())
+		}
+	}
+	t.Logf("%d packages, %.1f MB", len(pins), float64(total)/1e6)
+	if err := MergedUsr(root, "amd64"); err != nil {
+		t.Fatal(err)
+	}
+	chosen, err := ApplyAlternatives(root, alts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("alternatives: %+v", chosen)
+	if _, err := UpdateCACertificates(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteAccounts(root, Accounts{Users: []User{{Name: "app", UID: 991, GID: 991, Home: "/home/app"}}, Groups: []Group{{Name: "app", GID: 991}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The container runtime provides /dev; the chroot gets a /dev/null.
+	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
+	if err := syscall.Mknod(filepath.Join(root, "dev/null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(root, "dev/null"), 0o666)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("chroot", append([]string{"--userspec=991:991", root}, args...)...)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/home/app", "LANG=C.UTF-8"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("chroot %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if v := run("/usr/bin/ruby", "-ropenssl", "-retc", "-e", `s = OpenSSL::X509::Store.new; s.set_default_paths; c = OpenSSL::X509::Certificate.new(File.read("/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt")); puts RUBY_VERSION, OpenSSL::OPENSSL_LIBRARY_VERSION, s.verify(c), Etc.getpwuid.name`); !strings.HasPrefix(v, "3.") || !strings.Contains(v, "true\napp") {
+		t.Errorf("ruby: %q", v)
+	} else {
+		t.Logf("ruby: %q", v)
+	}
+	if v := run("/usr/bin/bundle", "--version"); !strings.HasPrefix(v, "Bundler version 2.") {
+		t.Errorf("bundle --version = %q", v)
+	} else {
+		t.Logf("%s", v)
+	}
+}
