@@ -204,6 +204,15 @@ func containsStr(list []string, s string) bool {
 func fetchPackages(ctx context.Context, c *config, src Source, rel *Release, comp, arch string) ([]*Entry, IndexFile, error) {
 	base := comp + "/binary-" + arch + "/Packages"
 	plain, hasPlain := rel.Files[base]
+	// The file a lock names is the one a download would use (the first
+	// of .xz, .gz, plain the Release lists), cache or not.
+	var named IndexFile
+	for _, ext := range []string{".xz", ".gz", ""} {
+		if sum, ok := rel.Files[base+ext]; ok {
+			named = IndexFile{Path: base + ext, URL: deps.RedactURL(src.Mirror + "/dists/" + src.Suite + "/" + base + ext), Size: sum.Size, SHA256: sum.SHA256}
+			break
+		}
+	}
 	// From the cache: the decompressed file, by its sha256.
 	if c.cacheDir != "" && hasPlain {
 		p := filepath.Join(c.cacheDir, "sha256", plain.SHA256)
@@ -213,7 +222,7 @@ func fetchPackages(ctx context.Context, c *config, src Source, rel *Release, com
 			f.Close()
 			if err == nil {
 				c.log.Debug("read Packages from cache", "file", base, "entries", len(entries), "took", time.Since(start).Round(time.Millisecond))
-				return entries, IndexFile{Path: base, URL: src.Mirror + "/dists/" + src.Suite + "/" + base, Size: plain.Size, SHA256: plain.SHA256}, nil
+				return entries, named, nil
 			}
 			c.log.Warn("ignoring a bad cached Packages file", "path", p, "error", err)
 			os.Remove(p)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -194,8 +195,12 @@ func TestTamperedPackagesRefused(t *testing.T) {
 		t.Fatalf("index has %d entries", ix.Len())
 	}
 	first := *hits
-	if _, err := Open(context.Background(), src, WithCacheDir(cache)); err != nil {
+	ix2, err := Open(context.Background(), src, WithCacheDir(cache))
+	if err != nil {
 		t.Fatalf("from cache: %v", err)
+	}
+	if !reflect.DeepEqual(ix.Record(), ix2.Record()) || ix2.Len() != ix.Len() {
+		t.Errorf("the cache changed the record:\n%+v\n%+v", ix.Record(), ix2.Record())
 	}
 	if *hits != first+1 {
 		t.Errorf("second Open made %d requests, want 1 (InRelease only)", *hits-first)

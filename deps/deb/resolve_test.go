@@ -301,6 +301,11 @@ func TestResolveNodejsSid(t *testing.T) {
 	}
 	t.Logf("%d pins, %.1f MB", len(pins), float64(total)/1e6)
 
+	rec := ix.Record()
+	if rec.Codename != "sid" || !rec.AllowedExpired || rec.ValidUntil == nil || len(rec.Signer) != 40 || len(rec.Files) != 1 || rec.Files[0].Path != "main/binary-amd64/Packages.xz" || rec.InRelease != ix.Release.SHA256 {
+		t.Errorf("record %+v", rec)
+	}
+
 	// With the Essential set the closure grows and includes dpkg, bash.
 	res3, err := Resolve(ctx, ix, reqs, ResolveOptions{Essential: true})
 	if err != nil {
