@@ -347,9 +347,15 @@ func TestNodejsBaseRuns(t *testing.T) {
 	if err := WriteAccounts(root, Accounts{Users: []User{{Name: "node", UID: 1000, GID: 1000, Home: "/home/node"}}, Groups: []Group{{Name: "node", GID: 1000}}}); err != nil {
 		t.Fatal(err)
 	}
+	// The container runtime provides /dev; the chroot gets a /dev/null.
+	os.MkdirAll(filepath.Join(root, "dev"), 0o755)
+	if err := syscall.Mknod(filepath.Join(root, "dev/null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(root, "dev/null"), 0o666)
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command("chroot", append([]string{root}, args...)...)
+		cmd := exec.Command("chroot", append([]string{"--userspec=1000:1000", root}, args...)...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/home/node"}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -365,7 +371,11 @@ func TestNodejsBaseRuns(t *testing.T) {
 	if v := run("/usr/bin/js", "--version"); !strings.HasPrefix(v, "v24.") {
 		t.Errorf("js (the alternative) --version = %q", v)
 	}
-	t.Logf("node: %s", run("/usr/bin/node", "-e", "const c=require('crypto');console.log(process.versions.openssl, c.createHash('sha256').update('x').digest('hex').slice(0,8), require('os').userInfo().username)", "--", ""))
+	if out := run("/usr/bin/node", "-e", "const c=require('crypto');console.log(process.versions.openssl, c.createHash('sha256').update('x').digest('hex').slice(0,8), require('os').userInfo().username, require('os').homedir())"); !strings.HasSuffix(out, " node /home/node") {
+		t.Errorf("node as the declared user: %q", out)
+	} else {
+		t.Logf("node: %s", out)
+	}
 	// The bundle and the hash links both verify a root with OpenSSL.
 	cert := "/usr/share/ca-certificates/mozilla/ISRG_Root_X1.crt"
 	if out := run("/usr/bin/openssl", "verify", "-CAfile", "/etc/ssl/certs/ca-certificates.crt", cert); !strings.HasSuffix(out, ": OK") {

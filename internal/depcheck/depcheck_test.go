@@ -38,6 +38,8 @@ var allowed = map[string][]string{
 	"track":               {"errs", "recipe", "lock", "build", "buildkit", "publish", "history"},
 	"internal/strictyaml": {},
 	"internal/localsvc":   {},
+	"deps":                {"errs"},
+	"deps/deb":            {"errs", "deps"},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
