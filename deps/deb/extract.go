@@ -433,7 +433,13 @@ func (x *extractor) prepare(name string) error {
 func (x *extractor) entry(name string, h *tar.Header, tr io.Reader) error {
 	switch h.Typeflag {
 	case tar.TypeDir:
-		fi, err := x.root.Stat(name) // a symlink to a directory counts
+		// A symlink already there is kept, as dpkg keeps a symlink to a
+		// directory (merged /usr, openssl's /usr/lib/ssl/certs →
+		// /etc/ssl/certs); it is not followed here.
+		if fi, err := x.root.Lstat(name); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := x.root.Stat(name)
 		if err == nil {
 			if !fi.IsDir() {
 				return fmt.Errorf("%w: a non-directory is in the way", fs.ErrExist)

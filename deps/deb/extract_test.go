@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
 	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
 )
@@ -169,6 +172,12 @@ func TestExtractHashMismatch(t *testing.T) {
 
 // makeDeb builds a .deb in memory with the given data entries.
 func makeDeb(t *testing.T, entries []*tar.Header, bodies map[string]string) []byte {
+	return makeDebData(t, entries, bodies, "data.tar")
+}
+
+// makeDebData is makeDeb with the data member named (and compressed) as
+// member says: data.tar, data.tar.gz, data.tar.xz, data.tar.zst.
+func makeDebData(t *testing.T, entries []*tar.Header, bodies map[string]string, member string) []byte {
 	t.Helper()
 	tarOf := func(hs []*tar.Header, bodies map[string]string, gz bool) []byte {
 		var buf bytes.Buffer
@@ -204,16 +213,41 @@ func makeDeb(t *testing.T, entries []*tar.Header, bodies map[string]string) []by
 	data := tarOf(entries, bodies, false)
 	var ar bytes.Buffer
 	ar.WriteString("!<arch>\n")
-	member := func(name string, b []byte) {
+	addMember := func(name string, b []byte) {
 		fmt.Fprintf(&ar, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", name, 0, 0, 0, "100644", len(b))
 		ar.Write(b)
 		if len(b)%2 == 1 {
 			ar.WriteByte('\n')
 		}
 	}
-	member("debian-binary", []byte("2.0\n"))
-	member("control.tar.gz", control)
-	member("data.tar", data)
+	addMember("debian-binary", []byte("2.0\n"))
+	addMember("control.tar.gz", control)
+	var z bytes.Buffer
+	switch member {
+	case "data.tar":
+		z.Write(data)
+	case "data.tar.gz":
+		w := gzip.NewWriter(&z)
+		w.Write(data)
+		w.Close()
+	case "data.tar.xz":
+		w, err := xz.NewWriter(&z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		w.Close()
+	case "data.tar.zst":
+		w, err := zstd.NewWriter(&z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		w.Close()
+	default:
+		t.Fatalf("no writer for %s", member)
+	}
+	addMember(member, z.Bytes())
 	return ar.Bytes()
 }
 
@@ -505,5 +539,36 @@ func TestRubyBaseRuns(t *testing.T) {
 		t.Errorf("bundle --version = %q", v)
 	} else {
 		t.Logf("%s", v)
+	}
+}
+
+func TestExtractCompressions(t *testing.T) {
+	for _, m := range []string{"data.tar", "data.tar.gz", "data.tar.xz", "data.tar.zst"} {
+		t.Run(m, func(t *testing.T) {
+			root := t.TempDir()
+			deb := makeDebData(t, []*tar.Header{
+				{Name: "./usr/", Typeflag: tar.TypeDir, Mode: 0o755},
+				{Name: "./usr/share/", Typeflag: tar.TypeDir, Mode: 0o755},
+				{Name: "./usr/share/f", Typeflag: tar.TypeReg, Mode: 0o644},
+			}, map[string]string{"./usr/share/f": "hello"}, m)
+			c, err := Extract(context.Background(), bytes.NewReader(deb), root, ExtractOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(root, "usr/share/f")); string(b) != "hello" || c.DataFormat != m {
+				t.Errorf("got %q from %s", b, c.DataFormat)
+			}
+		})
+	}
+	// A directory entry over a symlink keeps the symlink, even an
+	// absolute one, without following it.
+	root := t.TempDir()
+	os.Symlink("/etc/ssl/certs", filepath.Join(root, "certs"))
+	deb := makeDeb(t, []*tar.Header{{Name: "./certs/", Typeflag: tar.TypeDir, Mode: 0o755}}, nil)
+	if _, err := Extract(context.Background(), bytes.NewReader(deb), root, ExtractOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := os.Readlink(filepath.Join(root, "certs")); l != "/etc/ssl/certs" {
+		t.Errorf("certs → %q", l)
 	}
 }

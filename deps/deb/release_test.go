@@ -7,10 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
@@ -234,4 +239,37 @@ func mustKeyring(t *testing.T) openpgpKeyRing {
 		t.Fatal(err)
 	}
 	return kr
+}
+
+func TestArmoredKeyring(t *testing.T) {
+	requireArchive(t)
+	kr, err := LoadKeyring(DefaultKeyring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range kr {
+		if err := e.Serialize(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	path := filepath.Join(t.TempDir(), "debian.asc")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := FetchRelease(context.Background(), Source{Suite: "trixie", Arch: "amd64", Keyring: path})
+	if err != nil {
+		t.Fatalf("with an armored keyring: %v", err)
+	}
+	if rel.Signer == "" {
+		t.Error("no signer")
+	}
+	if _, err := LoadKeyring(filepath.Join(t.TempDir(), "missing.gpg")); !errors.Is(err, errs.ErrKey) {
+		t.Errorf("missing keyring: %v", err)
+	}
 }
