@@ -167,17 +167,20 @@ func TestTamperedInReleaseRefused(t *testing.T) {
 // Packages.xz from memory, with by-hash paths missing (so the fallback to
 // the plain name is exercised), and counts requests.
 func mirror(t *testing.T, inRelease, packagesXZ []byte) (*httptest.Server, *int) {
+	return mirrorFiles(t, map[string][]byte{"InRelease": inRelease, "main/binary-amd64/Packages.xz": packagesXZ})
+}
+
+// mirrorFiles serves files under /debian/dists/trixie/.
+func mirrorFiles(t *testing.T, files map[string][]byte) (*httptest.Server, *int) {
 	n := new(int)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		*n++
-		switch r.URL.Path {
-		case "/debian/dists/trixie/InRelease":
-			w.Write(inRelease)
-		case "/debian/dists/trixie/main/binary-amd64/Packages.xz":
-			w.Write(packagesXZ)
-		default:
+		b, ok := files[strings.TrimPrefix(r.URL.Path, "/debian/dists/trixie/")]
+		if !ok {
 			http.NotFound(w, r)
+			return
 		}
+		w.Write(b)
 	}))
 	t.Cleanup(srv.Close)
 	return srv, n
@@ -271,5 +274,25 @@ func TestArmoredKeyring(t *testing.T) {
 	}
 	if _, err := LoadKeyring(filepath.Join(t.TempDir(), "missing.gpg")); !errors.Is(err, errs.ErrKey) {
 		t.Errorf("missing keyring: %v", err)
+	}
+}
+
+func TestPackagesGzFallback(t *testing.T) {
+	requireArchive(t)
+	inRelease := fetchRaw(t, DefaultMirror+"/dists/trixie/InRelease")
+	gz := fetchRaw(t, DefaultMirror+"/dists/trixie/main/binary-amd64/Packages.gz")
+	srv, _ := mirrorFiles(t, map[string][]byte{"InRelease": inRelease, "main/binary-amd64/Packages.gz": gz})
+	ix, err := Open(context.Background(), Source{Mirror: srv.URL + "/debian", Suite: "trixie", Arch: "amd64"})
+	if err != nil {
+		t.Fatalf("with only Packages.gz on the mirror: %v", err)
+	}
+	if ix.Files[0].Path != "main/binary-amd64/Packages.gz" || ix.Len() < 50000 {
+		t.Errorf("files %+v, %d entries", ix.Files, ix.Len())
+	}
+	// Neither: the error names what was tried.
+	srv2, _ := mirrorFiles(t, map[string][]byte{"InRelease": inRelease})
+	_, err = Open(context.Background(), Source{Mirror: srv2.URL + "/debian", Suite: "trixie", Arch: "amd64"})
+	if err == nil || !strings.Contains(err.Error(), "Packages.xz, main/binary-amd64/Packages.gz") || !errors.Is(err, errs.ErrDependency) {
+		t.Errorf("no Packages file: %v", err)
 	}
 }

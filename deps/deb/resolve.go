@@ -280,6 +280,12 @@ func archOK(e *Entry, d Dep, native string) bool {
 	return d.ArchQual == native
 }
 
+// conflictArchOK is archOK for Conflicts and Breaks: there dpkg lets
+// ":any" match every architecture, whatever the Multi-Arch field.
+func conflictArchOK(d Dep, native string) bool {
+	return d.ArchQual == "" || d.ArchQual == "any" || d.ArchQual == "native" || d.ArchQual == native
+}
+
 // matches reports whether e satisfies d directly by its name and version.
 func (r *resolver) matches(e *Entry, d Dep) bool {
 	return e.Name == d.Name && archOK(e, d, r.ix.Source.Arch) && satisfiesVersion(e.Version, d.Op, d.Version)
@@ -429,7 +435,7 @@ func (r *resolver) conflicts() []error {
 			for _, rel := range rels {
 				for _, d := range rel {
 					var hits []*Selected
-					if b, ok := r.sel[d.Name]; ok && b.Entry != a.Entry && satisfiesVersion(b.Version, d.Op, d.Version) && (d.ArchQual != "" || archOK(b.Entry, d, r.ix.Source.Arch)) {
+					if b, ok := r.sel[d.Name]; ok && b.Entry != a.Entry && satisfiesVersion(b.Version, d.Op, d.Version) && conflictArchOK(d, r.ix.Source.Arch) {
 						hits = append(hits, b)
 					}
 					provs, _ := r.ix.providersOf(d.Name)
