@@ -286,10 +286,16 @@ func fetchPackages(ctx context.Context, c *config, src Source, rel *Release, com
 			plainWant = &plain
 		}
 		pstart := time.Now()
-		entries, err := parseVerified(r, path, FileSum{}, comp, src.Arch, c.maxIndex, &teeOpts{plain: plainWant, plainName: base, cache: cacheTmp})
+		tee := &teeOpts{plain: plainWant, plainName: base}
 		if cacheTmp != nil {
-			cacheTmp.Close()
-			if err == nil {
+			tee.cache = &bestEffort{w: cacheTmp}
+		}
+		entries, err := parseVerified(r, path, FileSum{}, comp, src.Arch, c.maxIndex, tee)
+		if cacheTmp != nil {
+			if cerr := cacheTmp.Close(); cerr != nil && tee.cache.err == nil {
+				tee.cache.err = cerr
+			}
+			if err == nil && tee.cache.err == nil {
 				os.Rename(cacheTmp.Name(), filepath.Join(c.cacheDir, "sha256", plain.SHA256))
 			}
 			os.Remove(cacheTmp.Name())
@@ -319,7 +325,7 @@ func decompressor(ext string, r io.Reader) (io.Reader, error) {
 type teeOpts struct {
 	plain     *FileSum
 	plainName string
-	cache     *os.File
+	cache     *bestEffort // nil: no cache
 }
 
 // parseVerified parses a Packages stream, hashing it as it goes; want (if
@@ -372,6 +378,20 @@ func parseVerified(r io.Reader, name string, want FileSum, comp, arch string, ma
 		}
 	}
 	return entries, nil
+}
+
+// bestEffort writes to w until the first error, then drops the rest: a
+// cache that cannot be written must not fail the read it mirrors.
+type bestEffort struct {
+	w   io.Writer
+	err error
+}
+
+func (b *bestEffort) Write(p []byte) (int, error) {
+	if b.err == nil {
+		_, b.err = b.w.Write(p)
+	}
+	return len(p), nil
 }
 
 type countingReader struct {
