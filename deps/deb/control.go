@@ -8,10 +8,10 @@ import (
 	"strings"
 )
 
-// Paragraph is one deb822 stanza: field names as written (matching is
+// paragraph is one deb822 stanza: field names as written (matching is
 // case-insensitive, as Debian's is) and values with continuation lines
 // joined by "\n" and their leading space removed.
-type Paragraph struct {
+type paragraph struct {
 	// Line is the 1-based line the stanza starts on, for messages.
 	Line   int
 	fields []field
@@ -20,13 +20,13 @@ type Paragraph struct {
 type field struct{ name, value string }
 
 // Get returns the value of a field (case-insensitive name), "" if absent.
-func (p *Paragraph) Get(name string) string {
+func (p *paragraph) Get(name string) string {
 	v, _ := p.Lookup(name)
 	return v
 }
 
 // Lookup returns the value of a field and whether it is present.
-func (p *Paragraph) Lookup(name string) (string, bool) {
+func (p *paragraph) Lookup(name string) (string, bool) {
 	for _, f := range p.fields {
 		if strings.EqualFold(f.name, name) {
 			return f.value, true
@@ -40,9 +40,9 @@ func (p *Paragraph) Lookup(name string) (string, bool) {
 // with '#' between stanzas are comments. name is the file's name for
 // messages. keep, if not nil, selects the fields to keep (the others and
 // their continuation lines are skipped without allocating).
-func readParagraphs(r io.Reader, name string, keep func(field []byte) bool, fn func(*Paragraph) error) error {
+func readParagraphs(r io.Reader, name string, keep func(field []byte) bool, fn func(*paragraph) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
-	var cur *Paragraph
+	var cur *paragraph
 	line := 0
 	skipping := false
 	flush := func() error {
@@ -100,7 +100,7 @@ func readParagraphs(r io.Reader, name string, keep func(field []byte) bool, fn f
 				return fmt.Errorf("reading %s: line %d: %q is not a field", name, line, truncate(string(b), 60))
 			}
 			if cur == nil {
-				cur = &Paragraph{Line: line}
+				cur = &paragraph{Line: line}
 			}
 			if skipping = keep != nil && !keep(b[:i]); skipping {
 				break

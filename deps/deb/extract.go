@@ -334,7 +334,7 @@ func (x *extractor) readControl(member string, r io.Reader, c *Contents) error {
 		switch {
 		case n == "control":
 			c.Control = string(b)
-			_ = readParagraphs(bytes.NewReader(b), "control", nil, func(p *Paragraph) error {
+			_ = readParagraphs(bytes.NewReader(b), "control", nil, func(p *paragraph) error {
 				c.Package, c.Version, c.Architecture = p.Get("Package"), p.Get("Version"), p.Get("Architecture")
 				return nil
 			})

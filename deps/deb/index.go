@@ -417,7 +417,7 @@ var packagesFields = map[string]bool{
 func ParsePackages(r io.Reader, name, comp, arch string) ([]*Entry, error) {
 	var out []*Entry
 	keep := func(f []byte) bool { return packagesFields[string(f)] }
-	err := readParagraphs(r, name, keep, func(p *Paragraph) error {
+	err := readParagraphs(r, name, keep, func(p *paragraph) error {
 		e := &Entry{Component: comp}
 		for _, f := range p.fields {
 			switch f.name {

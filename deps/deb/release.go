@@ -213,8 +213,8 @@ func matchesSuite(rel *Release, suite string) bool {
 func fingerprint(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
 
 func parseRelease(text []byte, rel *Release) error {
-	var para *Paragraph
-	err := readParagraphs(bytes.NewReader(text), "Release", nil, func(p *Paragraph) error {
+	var para *paragraph
+	err := readParagraphs(bytes.NewReader(text), "Release", nil, func(p *paragraph) error {
 		if para != nil {
 			return errors.New("more than one stanza")
 		}
