@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"registry":            {"errs", "internal/redact"},
 	"provenance":          {"errs", "internal/redact"},
 	"buildkit":            {"errs", "internal/localsvc"},
-	"lock":                {"errs", "recipe", "internal/redact"},
+	"lock":                {"errs", "recipe", "internal/redact", "patch", "deps", "deps/npm", "deps/yarn", "deps/deb", "deps/gem"},
 	"llb":                 {"errs", "recipe", "lock", "internal/redact"},
 	"build":               {"errs", "recipe", "lock", "llb", "patch"},
 	"sign":                {"errs", "registry", "provenance"},
@@ -41,6 +41,7 @@ var allowed = map[string][]string{
 	"internal/localsvc":   {},
 	"deps/npm":            {"errs", "deps"},
 	"deps/yarn":           {"errs", "deps", "deps/npm"},
+	"deps/deb":            {"errs", "deps"},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
