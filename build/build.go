@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -32,7 +33,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 	vmllb "github.com/vmbuild/vmbuild/llb"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/patch"
@@ -82,6 +85,13 @@ type Options struct {
 	// WorkDir holds temporary files (local source trees); default os.TempDir.
 	WorkDir string
 	Logger  *slog.Logger
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
 }
 
 // StepResult reports one recipe step.
@@ -147,10 +157,18 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 
 	epoch := strconv.FormatInt(l.Epoch(), 10)
 	exportAttrs := map[string]string{
-		"rewrite-timestamp": "true",
 		"source-date-epoch": epoch,
 		"oci-mediatypes":    "true",
 		"compression":       "gzip",
+	}
+	// Dockerfile steps write files with the time they ran: the exporter
+	// clamps them to the epoch. Native graphs set every file's time
+	// themselves (LayerTime, or the commit time in the source layer), so
+	// their layers need no rewrite, which would otherwise decompress and
+	// recompress every layer not from a base image (a Debian base of 50
+	// MB costs 11 s) on every build.
+	if !r.Build.Native() {
+		exportAttrs["rewrite-timestamp"] = "true"
 	}
 	for k, v := range vmllb.Annotations(r, l) {
 		exportAttrs["annotation."+k] = v
@@ -402,6 +420,19 @@ func (e *StepError) Is(target error) bool {
 	return target == errs.ErrBuildFailed
 }
 
+var digestMismatchRE = regexp.MustCompile(`digest mismatch for (\S+): (sha256:[0-9a-f]{64}) \(expected: (sha256:[0-9a-f]{64})\)`)
+
+// fetchError is a pinned download that failed: content other than the
+// pin's (a *deps.HashError naming package, URL and both digests) or an
+// unreachable URL.
+func fetchError(vertex, detail string, err error) error {
+	_, id, _ := strings.Cut(vertex, " ") // "npm express@5.2.1"
+	if m := digestMismatchRE.FindStringSubmatch(detail); m != nil {
+		return fmt.Errorf("building: %w", &deps.HashError{Package: id, URL: redact.Text(m[1]), Source: "the lock's pin", Expected: m[3], Actual: m[2]})
+	}
+	return &StepError{Step: "fetching " + vertex, Detail: shortBKError(redact.Text(detail)), Err: fmt.Errorf("%w: %w", errs.ErrDependency, err)}
+}
+
 // explain turns a BuildKit error into one that names the recipe step.
 func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *recipe.Recipe, l *lock.Lock) error {
 	var pe *PatchError
@@ -415,6 +446,10 @@ func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *
 		return fmt.Errorf("building %s at %s: %w: lost the connection to buildkitd: %v", r.Name, l.ShortCommit(), errs.ErrBuildKitUnavailable, err)
 	}
 	msg := err.Error()
+	if strings.Contains(msg, "network.host is not allowed") || strings.Contains(msg, "granting entitlement network.host is not allowed") {
+		return fmt.Errorf("building %s: %w: layers %s ask for network: host, which this buildkitd does not allow; start it with --allow-insecure-entitlement network.host "+
+			"(the managed daemon does this itself), or make the layers hermetic with deps", r.Name, errs.ErrBuildFailed, strings.Join(r.NetworkedLayers(), ", "))
+	}
 	if strings.Contains(msg, "source denied by policy") || strings.Contains(msg, "denied by policy") {
 		ref := ""
 		if i := strings.Index(msg, "docker-image://"); i >= 0 {
@@ -434,6 +469,9 @@ func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *
 		st, ok := stepByVertex[v.Digest]
 		detail := v.Error
 		out := v.tail(20)
+		if pkg, found := strings.CutPrefix(v.Name, "[vmbuild] fetch "); found {
+			return fetchError(pkg, detail, err)
+		}
 		if ok {
 			switch st.Kind {
 			case vmllb.StepSource:

@@ -10,6 +10,7 @@ import (
 	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver/pb"
+	"github.com/moby/buildkit/util/entitlements"
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -61,6 +62,12 @@ func run(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options, expo
 	if r.Build.Dockerfile != nil {
 		solveOpt.SourcePolicy = vmllb.SourcePolicy(l)
 	}
+	// network.host only for a recipe that opts in, and only then: the
+	// daemon must allow it too (the managed one does).
+	if hosts := r.NetworkedLayers(); len(hosts) > 0 {
+		solveOpt.AllowedEntitlements = []string{string(entitlements.EntitlementNetworkHost)}
+		opts.logger().Warn("layers with network: host are not hermetic: what they download is neither pinned nor verified, and the provenance records them as networked", "layers", hosts)
+	}
 
 	statusCh := make(chan *client.SolveStatus)
 	var displayCh chan *client.SolveStatus
@@ -105,7 +112,7 @@ func (x *runner) graph(ctx context.Context, gw gateway.Client) (*vmllb.Graph, er
 	if x.g != nil {
 		return x.g, nil
 	}
-	if x.r.NeedsBase() {
+	if x.r.NeedsBase() && x.r.BaseDebian == nil {
 		cfg, err := x.s.baseConfig(ctx, gw)
 		if err != nil {
 			return nil, err

@@ -71,10 +71,11 @@ func newSession(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Option
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, fmt.Errorf("creating work dir: %w", err)
 	}
-	// The helper is always offered: patch steps and `patch check` use it.
-	if len(r.Patches) > 0 {
+	// The helper is offered whenever a step runs it: patches, the Debian
+	// base, dependency installs.
+	if r.NeedsHelper() {
 		if opts.HelperPath == "" {
-			return nil, fmt.Errorf("building %s: %w: the recipe has patches and no vmbuild-helper was found; run `make build` (it builds bin/vmbuild-helper) or set VMBUILD_HELPER", r.Name, errs.ErrMissingTool)
+			return nil, fmt.Errorf("building %s: %w: the recipe has patches, a Debian base or deps, and no vmbuild-helper was found; run `make build` (it builds bin/vmbuild-helper) or set VMBUILD_HELPER", r.Name, errs.ErrMissingTool)
 		}
 		dir, err := helperDir(work, opts.HelperPath)
 		if err != nil {

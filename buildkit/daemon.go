@@ -36,6 +36,13 @@ type DaemonOptions struct {
 	InsecureRegistries []string
 	// Snapshotter for the OCI worker. Default "overlayfs".
 	Snapshotter string
+	// NetworkHost lets solves ask for the network.host entitlement
+	// (insecure-entitlements in the daemon's config); a solve still has to
+	// ask, which vmbuild does only for a recipe with a network: host
+	// layer. Default off. A running managed daemon started without it is
+	// not reused for a build that needs it: StartDaemon says how to
+	// restart it.
+	NetworkHost bool
 	// GCKeepStorage bounds the build cache, in MB. Default 20000.
 	GCKeepStorageMB int
 	// StartTimeout bounds the wait for a freshly started daemon. Default 60s.
@@ -126,6 +133,9 @@ func (o DaemonOptions) config() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# written by vmbuild; edits are overwritten\n")
 	fmt.Fprintf(&b, "root = %q\n\n", filepath.Join(o.StateDir, "root"))
+	if o.NetworkHost {
+		fmt.Fprintf(&b, "insecure-entitlements = [%q]\n\n", "network.host")
+	}
 	fmt.Fprintf(&b, "[grpc]\n  address = [%q]\n\n", o.SocketAddr())
 	fmt.Fprintf(&b, "[worker.oci]\n  enabled = true\n  snapshotter = %q\n  gc = true\n  gckeepstorage = %d\n\n", o.Snapshotter, o.GCKeepStorageMB*1000*1000)
 	fmt.Fprintf(&b, "[worker.containerd]\n  enabled = false\n")
@@ -151,6 +161,10 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 	defer unlock()
 
 	if d, err := status(ctx, o); err == nil && d.Running {
+		if o.NetworkHost && !allowsNetworkHost(o.configFile()) {
+			return nil, fmt.Errorf("starting buildkitd: %w: the managed buildkitd (pid %d) was started without the network.host entitlement, which a network: host layer needs; "+
+				"stop it with `vmbuild daemon stop` (the next build starts it with the entitlement), or drop network: host", errs.ErrBuildKitUnavailable, d.PID)
+		}
 		o.Logger.Debug("reusing managed buildkitd", "pid", d.PID, "addr", d.Addr)
 		return d, nil
 	}
@@ -221,6 +235,13 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (*Daemon, error) {
 				errs.ErrBuildKitUnavailable, o.StartTimeout, o.logFile(), localsvc.Tail(o.logFile(), 15))
 		}
 	}
+}
+
+// allowsNetworkHost reports whether the config the running daemon was
+// started with grants network.host.
+func allowsNetworkHost(config string) bool {
+	b, err := os.ReadFile(config)
+	return err == nil && bytes.Contains(b, []byte(`insecure-entitlements = ["network.host"]`))
 }
 
 // daemonEnvNames are the variables the managed buildkitd inherits: what it

@@ -37,13 +37,6 @@ func Build(r *recipe.Recipe, l *lock.Lock, opts Options) (*Graph, error) {
 	g.Source = g.source()
 	g.add(Step{ID: "source", Kind: StepSource, Title: sourceTitle(r, l), State: g.Source})
 
-	if r.NeedsBase() {
-		if l.Base == nil {
-			return nil, fmt.Errorf("building graph: the lock has no base image")
-		}
-		g.Base = g.base()
-	}
-
 	helper := bk.Local(HelperLocal,
 		bk.IncludePatterns([]string{HelperBinary}),
 		bk.SharedKeyHint(HelperLocal),
@@ -51,6 +44,25 @@ func Build(r *recipe.Recipe, l *lock.Lock, opts Options) (*Graph, error) {
 		bk.WithCustomName("[vmbuild] helper"))
 	if opts.Helper != nil {
 		helper = *opts.Helper
+	}
+	g.helper = helper
+
+	if r.NeedsBase() {
+		switch {
+		case r.BaseDebian != nil && l.Debian != nil:
+			base, err := g.debianBase(helper)
+			if err != nil {
+				return nil, err
+			}
+			g.Base = base
+			g.add(Step{ID: "base", Kind: StepBase, Title: "[vmbuild] base (Debian packages)", State: base})
+		case r.BaseDebian != nil:
+			return nil, fmt.Errorf("building graph: the lock has no Debian base (run `vmbuild lock`)")
+		case l.Base == nil:
+			return nil, fmt.Errorf("building graph: the lock has no base image")
+		default:
+			g.Base = g.base()
+		}
 	}
 
 	tree := g.Source
@@ -256,7 +268,10 @@ func (g *Graph) native() error {
 
 	outputs := map[string]bk.State{}
 	for _, lay := range r.OrderedLayers() {
-		ls := g.layer(lay, outputs)
+		ls, err := g.layer(lay, outputs)
+		if err != nil {
+			return err
+		}
 		outputs[lay.Name] = ls.Output
 		g.Layers = append(g.Layers, ls)
 		g.add(Step{ID: "layer/" + lay.Name, Kind: StepLayer, Name: lay.Name, Title: layerTitle(lay), State: ls.Run})
@@ -283,7 +298,7 @@ func layerTitle(l recipe.Layer) string {
 // copied from the patched tree into the workdir, plus the outputs of the
 // layers it needs. Only its outputs are kept, on scratch, with fixed
 // mtimes: the layer's blob depends on nothing but its inputs.
-func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) LayerStep {
+func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) (LayerStep, error) {
 	r := g.Recipe
 	wd := r.Image.Workdir
 	parts := []bk.State{g.Base}
@@ -321,10 +336,25 @@ func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) LayerStep {
 	if l.SourceDateEpoch {
 		env = setEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(g.Lock.Epoch(), 10))
 	}
+	args := []string{"/bin/sh", "-ec", l.Run}
+	var depsSet *lock.LayerDeps
+	if l.Deps != nil {
+		ld, ok := g.Lock.DepsLock.LayerDeps(l.Name)
+		if !ok {
+			return LayerStep{}, fmt.Errorf("building graph: layer %s declares deps the lock does not pin (run `vmbuild lock`)", l.Name)
+		}
+		depsSet = ld
+		args = depsRun(l, ld, wd)
+	}
 	opts := []bk.RunOption{
-		bk.Args([]string{"/bin/sh", "-ec", l.Run}),
+		bk.Args(args),
 		bk.Dir(wd),
 		bk.WithCustomName(layerTitle(l)),
+	}
+	if depsSet != nil {
+		opts = append(opts,
+			bk.AddMount(helperMount, g.helper, bk.Readonly),
+			bk.AddMount(DepsMount, mirror(fmt.Sprintf("[vmbuild] layer %s: %d pinned packages (%s)", l.Name, len(depsSet.Packages), depsSet.Manager), depsPackages(depsSet)), bk.Readonly))
 	}
 	for _, e := range env {
 		k, v, _ := strings.Cut(e, "=")
@@ -352,7 +382,7 @@ func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) LayerStep {
 		}
 	}
 	out := bk.Scratch().File(fa, bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s outputs: %s", l.Name, strings.Join(l.Outputs, " "))))
-	return LayerStep{Layer: l, Run: root, Output: out}
+	return LayerStep{Layer: l, Run: root, Output: out}, nil
 }
 
 func setEnv(env []string, k, v string) []string {
@@ -426,6 +456,13 @@ func (g *Graph) imageConfig() ocispec.Image {
 		labels[k] = v
 	}
 	img.Config.Labels = labels
+	if d := l.Debian; d != nil && g.Options.BaseConfig == nil {
+		img.History = append(img.History, ocispec.History{
+			Created:   &created,
+			CreatedBy: fmt.Sprintf("vmbuild: base of %d Debian packages from %s %s (%s), InRelease sha256:%s", d.Packages, d.Mirror, d.Suite, d.Architecture, d.InRelease.SHA256),
+			Comment:   "vmbuild",
+		})
+	}
 	img.History = append(img.History, ocispec.History{
 		Created:   &created,
 		CreatedBy: fmt.Sprintf("vmbuild: source %s@%s → %s", RedactURL(r.Upstream.Git), l.Upstream.Commit, r.Image.Workdir),

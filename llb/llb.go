@@ -81,6 +81,7 @@ const (
 	StepLayerOutput StepKind = "layer-output"
 	StepSourceLayer StepKind = "source-layer"
 	StepDockerfile  StepKind = "dockerfile"
+	StepBase        StepKind = "base"
 )
 
 // Step is one named step of the graph, for status reporting and DOT.
@@ -141,4 +142,6 @@ type Graph struct {
 	Dockerfile *DockerfileBuild
 
 	Steps []Step
+
+	helper bk.State
 }

@@ -7,11 +7,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/deps"
+	"github.com/vmbuild/vmbuild/deps/deb"
 	"github.com/vmbuild/vmbuild/deps/npm"
 	"github.com/vmbuild/vmbuild/deps/yarn"
 	"github.com/vmbuild/vmbuild/errs"
@@ -225,9 +227,76 @@ func (res Resolver) resolveGems(ctx context.Context, d *recipe.Deps, fsys fs.FS,
 	return nil, fmt.Errorf("%w: bundler is not supported yet", errs.ErrDependency)
 }
 
-// resolveDebian pins the Debian base.
+// resolveDebian pins the Debian base: InRelease verified against the
+// keyring, the closure of the requested packages, each .deb by sha256. A
+// previous pin is kept, without touching the network, while the recipe's
+// Debian settings are unchanged and Update is not asked for (security
+// updates come with `vmbuild lock --update`).
 func (res Resolver) resolveDebian(ctx context.Context, r *recipe.Recipe, prev *Lock, opts Options, plat ocispec.Platform) (*DebianPin, []deps.Package, error) {
-	return nil, nil, fmt.Errorf("%w: Debian bases are not supported yet", errs.ErrDependency)
+	db := r.BaseDebian
+	arch, ok := deb.ArchForGOARCH(plat.Architecture)
+	if !ok {
+		return nil, nil, fmt.Errorf("locking %s: base: %w: Debian has no architecture for %s", r.Name, errs.ErrDependency, platforms.Format(plat))
+	}
+	keyring := relPath(r, db.Keyring)
+	keyBytes, err := os.ReadFile(keyring)
+	if err != nil {
+		return nil, nil, fmt.Errorf("locking %s: base: reading the Debian keyring: %w (install debian-archive-keyring, or set base.debian.keyring)", r.Name, err)
+	}
+	keySHA := sha256Hex(keyBytes)
+	if p := prevDebian(prev, db, arch, keySHA); p != nil && !opts.Update {
+		return p, prev.DepsLock.Base.Packages, nil
+	}
+	src := deb.Source{Mirror: db.Mirror, Suite: db.Suite, Components: db.Components, Arch: arch, Keyring: keyring, AllowExpired: db.AllowExpired}
+	ix, err := deb.Open(ctx, src, append([]deb.Option{deb.WithLogger(res.log())}, res.Debian...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("locking %s: base: %w", r.Name, err)
+	}
+	reqs := make([]deb.Request, 0, len(db.Packages))
+	for _, p := range db.Packages {
+		rq, err := deb.ParseRequest(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("locking %s: base: %w", r.Name, err)
+		}
+		reqs = append(reqs, rq)
+	}
+	sol, err := deb.Resolve(ctx, ix, reqs, deb.ResolveOptions{Essential: db.Essential, Logger: res.log()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("locking %s: base: %w", r.Name, err)
+	}
+	pins, err := ix.Pins(sol)
+	if err != nil {
+		return nil, nil, fmt.Errorf("locking %s: base: %w", r.Name, err)
+	}
+	rec := ix.Record()
+	pin := &DebianPin{
+		Mirror: db.Mirror, Suite: db.Suite, Codename: rec.Codename, Components: db.Components, Architecture: arch,
+		InRelease: InReleasePin{
+			URL:    ix.Release.URL,
+			SHA256: rec.InRelease, Date: rec.Date, ValidUntil: rec.ValidUntil, SignedBy: rec.Signer,
+		},
+		Keyring: db.Keyring, KeyringSHA256: keySHA,
+		AllowExpired: rec.AllowedExpired, Essential: db.Essential,
+		Requested: append([]string(nil), db.Packages...), Packages: len(pins),
+	}
+	res.log().Info("pinned the Debian base", "suite", db.Suite, "packages", len(pins))
+	return pin, pins, nil
+}
+
+// prevDebian is the previous lock's Debian pin when the recipe's Debian
+// settings (and the keyring) are the ones it was made with.
+func prevDebian(prev *Lock, db *recipe.DebianBase, arch, keySHA string) *DebianPin {
+	if prev == nil || prev.Debian == nil || prev.DepsLock == nil || prev.DepsLock.Base == nil {
+		return nil
+	}
+	p := prev.Debian
+	same := p.Mirror == db.Mirror && p.Suite == db.Suite && p.Architecture == arch && p.KeyringSHA256 == keySHA &&
+		p.Essential == db.Essential && strings.Join(p.Components, ",") == strings.Join(db.Components, ",") &&
+		strings.Join(p.Requested, ",") == strings.Join(db.Packages, ",") && (!p.AllowExpired || db.AllowExpired)
+	if !same {
+		return nil
+	}
+	return p
 }
 
 // relPath is p relative to the recipe's directory when it is given as

@@ -36,6 +36,8 @@ type GitResolver interface {
 	// Log returns the commits reachable from head and not from base, oldest
 	// first (base may be empty: then at most max commits ending at head).
 	Log(ctx context.Context, url, base, head string, max int) ([]Commit, error)
+	// Export writes a commit's tree into an existing directory.
+	Export(ctx context.Context, url, commit, dir string) error
 }
 
 // Commit is one upstream commit.

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/vmbuild/vmbuild/deps"
+	"github.com/vmbuild/vmbuild/deps/deb"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/recipe"
 )
@@ -23,7 +25,27 @@ type Resolver struct {
 	// recipe's diff patches there, so a patched FROM line is what is
 	// pinned).
 	DockerfileFilter func(ctx context.Context, path string, content []byte) ([]byte, error)
-	Logger           *slog.Logger
+	// Fetcher hashes the dependency downloads whose lockfile has no
+	// sha256 (Yarn Berry, Gemfile.lock without CHECKSUMS). Default: a
+	// Fetcher with no cache.
+	Fetcher *deps.Fetcher
+	// Debian are options for reading Debian indexes (HTTP client, cache
+	// directory).
+	Debian []deb.Option
+	// Tree, if set, writes the patched source tree for a recipe whose
+	// patches include scripts (only BuildKit runs those). Diff patches
+	// are applied here, in Go.
+	Tree TreeFunc
+	// WorkDir holds temporary trees. Default os.TempDir().
+	WorkDir string
+	Logger  *slog.Logger
+}
+
+func (res Resolver) log() *slog.Logger {
+	if res.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return res.Logger
 }
 
 // Options for Resolve.
@@ -191,6 +213,12 @@ func (res Resolver) Resolve(ctx context.Context, r *recipe.Recipe, prev *Lock, o
 	// 3. Patches.
 	for _, p := range r.Patches {
 		l.Patches = append(l.Patches, PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
+	}
+
+	// 4. Every other download: the Debian base's .debs and the layers'
+	// dependencies.
+	if err := res.resolveDeps(ctx, r, l, prev, opts, plat); err != nil {
+		return nil, err
 	}
 	if err := l.validate(); err != nil {
 		return nil, fmt.Errorf("locking %s: %w: %v", r.Name, errs.ErrInvalidLock, err)

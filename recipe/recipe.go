@@ -182,6 +182,31 @@ func (r *Recipe) HistoryPath() string {
 	return filepath.Join(r.Dir, r.Name+".history.jsonl")
 }
 
+// NeedsHelper reports whether a build step runs vmbuild-helper: to apply
+// a patch, assemble a Debian base, or install pinned dependencies.
+func (r *Recipe) NeedsHelper() bool {
+	if len(r.Patches) > 0 || r.BaseDebian != nil {
+		return true
+	}
+	for _, l := range r.Build.Layers {
+		if l.Deps != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// NetworkedLayers names the layers that run with network: host.
+func (r *Recipe) NetworkedLayers() []string {
+	var out []string
+	for _, l := range r.Build.Layers {
+		if l.Network == NetworkHost {
+			out = append(out, l.Name)
+		}
+	}
+	return out
+}
+
 // LocalUpstream reports whether Upstream.Git names a local repository path,
 // and if so returns its absolute path.
 func (r *Recipe) LocalUpstream() (string, bool) {

@@ -28,8 +28,8 @@ var allowed = map[string][]string{
 	"provenance":          {"errs", "internal/redact"},
 	"buildkit":            {"errs", "internal/localsvc"},
 	"lock":                {"errs", "recipe", "internal/redact", "patch", "deps", "deps/npm", "deps/yarn", "deps/deb", "deps/gem"},
-	"llb":                 {"errs", "recipe", "lock", "internal/redact"},
-	"build":               {"errs", "recipe", "lock", "llb", "patch"},
+	"llb":                 {"errs", "recipe", "lock", "internal/redact", "deps"},
+	"build":               {"errs", "recipe", "lock", "llb", "patch", "deps", "internal/redact"},
 	"sign":                {"errs", "registry", "provenance"},
 	"publish":             {"errs", "recipe", "lock", "build", "provenance", "sign", "registry"},
 	"check":               {"errs", "recipe", "lock", "build", "patch"},
@@ -42,6 +42,7 @@ var allowed = map[string][]string{
 	"deps/npm":            {"errs", "deps"},
 	"deps/yarn":           {"errs", "deps", "deps/npm"},
 	"deps/deb":            {"errs", "deps"},
+	"deps/install":        {"deps", "deps/deb"},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},

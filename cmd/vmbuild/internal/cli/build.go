@@ -261,6 +261,8 @@ func (a *app) runBuild(ctx context.Context, path string, f *buildFlags) error {
 	if err != nil {
 		return err
 	}
+	// The managed daemon grants network.host only for a recipe that asks.
+	f.conn.networkHost = len(p.r.NetworkedLayers()) > 0
 	conn, err := f.conn.connect(ctx, a)
 	if err != nil {
 		return err

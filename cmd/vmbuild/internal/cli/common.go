@@ -26,6 +26,8 @@ func recipeSchema() []byte { return recipe.Schema }
 
 // connFlags are the BuildKit connection flags every building command has.
 type connFlags struct {
+	// networkHost is set by a command whose recipe has network: host layers.
+	networkHost                             bool
 	addr, tlsCA, tlsCert, tlsKey, tlsServer string
 	stateDir, buildkitd                     string
 	insecure                                []string
@@ -49,6 +51,7 @@ func (f *connFlags) daemonOptions(a *app) buildkit.DaemonOptions {
 		StateDir:           firstNonEmpty(f.stateDir, os.Getenv("VMBUILD_STATE_DIR")),
 		Binary:             firstNonEmpty(f.buildkitd, os.Getenv("VMBUILD_BUILDKITD")),
 		InsecureRegistries: f.insecure,
+		NetworkHost:        f.networkHost,
 		Logger:             a.log,
 	}
 }
