@@ -94,10 +94,10 @@ func debFinalize(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// base-files would ship /tmp; a program writing temporary files needs
 	// it whether or not base-files is in the closure.
-	if err := os.MkdirAll(filepath.Join(*root, "tmp"), 0o1777); err != nil {
+	if err := os.MkdirAll(filepath.Join(*root, "tmp"), 0o755); err != nil {
 		return err
 	}
-	if err := os.Chmod(filepath.Join(*root, "tmp"), 0o1777|os.ModeSticky); err != nil {
+	if err := os.Chmod(filepath.Join(*root, "tmp"), 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	// The alternatives the packages' postinsts would register.
