@@ -262,7 +262,8 @@ func (g *Graph) native() error {
 	// cache holds.
 	created := g.Lock.Upstream.CommitTime.UTC()
 	g.SourceLayer = bk.Scratch().File(
-		bk.Copy(g.Patched, "/", wd+"/", &bk.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true, CreatedTime: &created}),
+		bk.Copy(g.Patched, "/", wd+"/", &bk.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true, CreatedTime: &created,
+			IncludePatterns: r.Image.Include, AllowWildcard: len(r.Image.Include) > 0, AllowEmptyWildcard: len(r.Image.Include) > 0}),
 		bk.WithCustomName(fmt.Sprintf("[vmbuild] source tree → %s", wd)))
 	g.add(Step{ID: "source-layer", Kind: StepSourceLayer, Title: "[vmbuild] source tree", State: g.SourceLayer})
 

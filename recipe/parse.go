@@ -347,6 +347,17 @@ func (d *decoder) image(n *yaml.Node, field string, im *Image) {
 			})
 		},
 		"labels": func(n *yaml.Node, f string) { im.Labels = d.StrMap(n, f) },
+		"include": func(n *yaml.Node, f string) {
+			im.Include = d.StrList(n, f)
+			for i, in := range im.Include {
+				if err := checkGlob(in); err != nil {
+					d.ErrAt(resolve(n).Content[i], fmt.Sprintf("%s[%d]", f, i), "%v", err)
+				}
+			}
+			if len(im.Include) == 0 && resolve(n).Kind == yaml.SequenceNode {
+				d.ErrAt(n, f, "needs at least one path or glob (leave include out for the whole tree)")
+			}
+		},
 	})
 }
 

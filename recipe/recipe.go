@@ -137,7 +137,11 @@ type Layer struct {
 
 // Image is the final image's configuration in native mode.
 type Image struct {
-	Workdir    string // where the source tree goes; default /app
+	Workdir string // where the source tree goes; default /app
+	// Include are the paths or globs of the source tree the image gets
+	// (upstream's streaming Dockerfile copies package.json, yarn.lock,
+	// .yarnrc.yml and streaming/). Default: the whole tree.
+	Include    []string
 	User       string
 	Env        map[string]string
 	Entrypoint []string

@@ -278,7 +278,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		".base.users[]":        {"name", "uid", "gid", "home", "shell"},
 		".base.groups[]":       {"name", "gid", "members"},
 		".base.files[]":        {"path", "content", "symlink", "mode"},
-		".image":               {"workdir", "user", "env", "entrypoint", "cmd", "expose", "labels"},
+		".image":               {"workdir", "user", "env", "entrypoint", "cmd", "expose", "labels", "include"},
 	}
 	for path, w := range want {
 		got := append([]string(nil), props[path]...)
