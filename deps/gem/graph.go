@@ -102,10 +102,16 @@ func (g *graph) finish() {
 			comp[n] = i
 		}
 	}
+	// transitive dependencies as bitsets over the sorted names
+	idx := make(map[string]int, len(names))
+	for i, n := range names {
+		idx[n] = i
+	}
+	words := (len(names) + 63) / 64
 	layers := make([]int, len(sccs))
-	trans := make([]map[string]bool, len(sccs))
+	trans := make([][]uint64, len(sccs))
 	for i, scc := range sccs {
-		trans[i] = map[string]bool{}
+		trans[i] = make([]uint64, words)
 		for _, n := range scc {
 			for _, d := range g.deps[n] {
 				j, ok := comp[d]
@@ -114,21 +120,26 @@ func (g *graph) finish() {
 				}
 				layers[i] = max(layers[i], layers[j]+1)
 				for _, m := range sccs[j] {
-					trans[i][m] = true
+					k := idx[m]
+					trans[i][k/64] |= 1 << (k % 64)
 				}
-				for m := range trans[j] {
-					trans[i][m] = true
+				for w := range trans[j] {
+					trans[i][w] |= trans[j][w]
 				}
 			}
 		}
 	}
 	g.steps = make([]Step, len(sccs))
 	for i, scc := range sccs {
-		ds := make([]string, 0, len(trans[i]))
-		for m := range trans[i] {
-			ds = append(ds, m)
+		var ds []string
+		for w, bits := range trans[i] {
+			for b := 0; bits != 0; b++ {
+				if bits&1 != 0 {
+					ds = append(ds, names[w*64+b])
+				}
+				bits >>= 1
+			}
 		}
-		sort.Strings(ds)
 		g.steps[i] = Step{Gems: scc, Deps: ds, Layer: layers[i]}
 	}
 	sort.SliceStable(g.steps, func(a, b int) bool {

@@ -113,13 +113,12 @@ type Lockfile struct {
 }
 
 var (
-	reGemName    = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	reSection    = regexp.MustCompile(`^\w[\w ]*$`)
-	reOption     = regexp.MustCompile(`^  ([A-Za-z]+): (.*)$`)
-	reNameParens = regexp.MustCompile(`^(\S+?)(?: \(([^()]*)\))?(!)?(?: (\S+))?$`)
-	reConflict   = regexp.MustCompile(`^(<<<<<<<|=======|>>>>>>>|\|\|\|\|\|\|\|)`)
-	reSHA256Hex  = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-	reSHA256B64  = regexp.MustCompile(`^[-0-9a-zA-Z_+/]{43}={0,2}$`)
+	reGemName   = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	reSection   = regexp.MustCompile(`^\w[\w ]*$`)
+	reOption    = regexp.MustCompile(`^  ([A-Za-z]+): (.*)$`)
+	reConflict  = regexp.MustCompile(`^(<<<<<<<|=======|>>>>>>>|\|\|\|\|\|\|\|)`)
+	reSHA256Hex = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	reSHA256B64 = regexp.MustCompile(`^[-0-9a-zA-Z_+/]{43}={0,2}$`)
 )
 
 // ParseLockfile parses a Gemfile.lock. name is used in errors. It is
@@ -242,7 +241,7 @@ func ParseLockfile(name string, data []byte) (*Lockfile, error) {
 			if !ok || strings.HasPrefix(body, " ") {
 				return nil, inputErr(name, n, "", "cannot parse dependency line %q", line)
 			}
-			m := reNameParens.FindStringSubmatch(body)
+			m := nameParens(body)
 			if m == nil || m[4] != "" || !reGemName.MatchString(m[1]) {
 				return nil, inputErr(name, n, "", "cannot parse dependency line %q", line)
 			}
@@ -260,7 +259,7 @@ func ParseLockfile(name string, data []byte) (*Lockfile, error) {
 			if !ok || strings.HasPrefix(body, " ") {
 				return nil, inputErr(name, n, "", "cannot parse checksum line %q", line)
 			}
-			m := reNameParens.FindStringSubmatch(body)
+			m := nameParens(body)
 			if m == nil || m[2] == "" || m[3] != "" || !reGemName.MatchString(m[1]) {
 				return nil, inputErr(name, n, "", "cannot parse checksum line %q: want \"name (version[-platform]) sha256=HEX\"", line)
 			}
@@ -314,9 +313,43 @@ func ParseLockfile(name string, data []byte) (*Lockfile, error) {
 	return lf, nil
 }
 
+// nameParens splits Bundler's NAME_VERSION form
+// "name[ (inside)][!][ extra]" into [whole, name, inside, "!", extra]; nil
+// if s is not of that form.
+func nameParens(s string) []string {
+	m := make([]string, 5)
+	m[0] = s
+	i := strings.IndexAny(s, " !(")
+	if i < 0 {
+		m[1] = s
+		return m
+	}
+	m[1], s = s[:i], s[i:]
+	if m[1] == "" {
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(s, " ("); ok {
+		j := strings.IndexByte(rest, ')')
+		if j < 0 || strings.ContainsAny(rest[:j], "()") {
+			return nil
+		}
+		m[2], s = rest[:j], rest[j+1:]
+	}
+	if rest, ok := strings.CutPrefix(s, "!"); ok {
+		m[3], s = "!", rest
+	}
+	if rest, ok := strings.CutPrefix(s, " "); ok && rest != "" && !strings.ContainsAny(rest, " \t") {
+		m[4], s = rest, ""
+	}
+	if s != "" {
+		return nil
+	}
+	return m
+}
+
 // parseSpecLine reads "name (version[-platform])".
 func parseSpecLine(s string) (name, version, platform, errMsg string) {
-	m := reNameParens.FindStringSubmatch(s)
+	m := nameParens(s)
 	if m == nil || m[3] != "" || m[4] != "" {
 		return "", "", "", "want \"name (version[-platform])\""
 	}
@@ -332,7 +365,7 @@ func parseSpecLine(s string) (name, version, platform, errMsg string) {
 
 // parseDepLine reads "name" or "name (req, req)".
 func parseDepLine(s string) (string, Requirement, string) {
-	m := reNameParens.FindStringSubmatch(s)
+	m := nameParens(s)
 	if m == nil || m[3] != "" || m[4] != "" || !reGemName.MatchString(m[1]) {
 		return "", nil, "want \"name (requirement, …)\""
 	}

@@ -2,7 +2,6 @@ package gem
 
 import (
 	"fmt"
-	"math/big"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,12 +17,71 @@ type Version struct {
 	canon []segment // canonical segments, for comparing
 }
 
+// segment is a number (digits without leading zeros, "0" for zero) or
+// a letter run.
 type segment struct {
-	num *big.Int // nil for a string segment
-	str string
+	isNum bool
+	s     string
 }
 
-var versionPattern = regexp.MustCompile(`^[0-9]+(?:\.[0-9a-zA-Z]+)*(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$`)
+func (s segment) zero() bool { return s.isNum && s.s == "0" }
+
+// cmpNum compares two numbers in canonical decimal form.
+func cmpNum(a, b string) int {
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// incNum adds one to a number in canonical decimal form.
+func incNum(a string) string {
+	b := []byte(a)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < '9' {
+			b[i]++
+			return string(b)
+		}
+		b[i] = '0'
+	}
+	return "1" + string(b)
+}
+
+// validVersion is Gem::Version's pattern,
+// [0-9]+(\.[0-9a-zA-Z]+)*(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?, by hand:
+// it runs for every line of a lockfile.
+func validVersion(s string) bool {
+	main, pre, hasPre := strings.Cut(s, "-")
+	if main == "" || main[0] < '0' || main[0] > '9' {
+		return false
+	}
+	for _, part := range strings.Split(main, ".") {
+		if part == "" || !allAlnum(part, false) {
+			return false
+		}
+	}
+	if hasPre {
+		for _, part := range strings.Split(pre, ".") {
+			if part == "" || !allAlnum(part, true) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func allAlnum(s string, dash bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || dash && c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseVersion parses a version as Gem::Version.new does (a "-" is
 // RubyGems' ".pre.").
@@ -32,7 +90,7 @@ func ParseVersion(s string) (Version, error) {
 	if s == "" {
 		s = "0"
 	}
-	if !versionPattern.MatchString(s) {
+	if !validVersion(s) {
 		return Version{}, fmt.Errorf("malformed version %q", s)
 	}
 	segs := scanSegments(strings.ReplaceAll(s, "-", ".pre."))
@@ -50,13 +108,16 @@ func scanSegments(norm string) []segment {
 			for j < len(norm) && norm[j] >= '0' && norm[j] <= '9' {
 				j++
 			}
-			n, _ := new(big.Int).SetString(norm[i:j], 10)
-			segs = append(segs, segment{num: n})
+			n := strings.TrimLeft(norm[i:j], "0")
+			if n == "" {
+				n = "0"
+			}
+			segs = append(segs, segment{isNum: true, s: n})
 		case isLetter(rune(c)):
 			for j < len(norm) && isLetter(rune(norm[j])) {
 				j++
 			}
-			segs = append(segs, segment{str: norm[i:j]})
+			segs = append(segs, segment{s: norm[i:j]})
 		default:
 			j++
 		}
@@ -70,7 +131,7 @@ func scanSegments(norm string) []segment {
 func canonical(segs []segment) []segment {
 	firstStr := firstString(segs)
 	trim := func(ss []segment) []segment {
-		for len(ss) > 0 && ss[len(ss)-1].num != nil && ss[len(ss)-1].num.Sign() == 0 {
+		for len(ss) > 0 && ss[len(ss)-1].zero() {
 			ss = ss[:len(ss)-1]
 		}
 		return ss
@@ -80,7 +141,7 @@ func canonical(segs []segment) []segment {
 }
 
 func firstString(segs []segment) int {
-	if i := slices.IndexFunc(segs, func(s segment) bool { return s.num == nil }); i >= 0 {
+	if i := slices.IndexFunc(segs, func(s segment) bool { return !s.isNum }); i >= 0 {
 		return i
 	}
 	return len(segs)
@@ -97,7 +158,7 @@ func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
 // Compare returns -1, 0 or 1 (Gem::Version#<=>).
 func (v Version) Compare(o Version) int {
 	n := max(len(v.canon), len(o.canon))
-	zero := segment{num: new(big.Int)}
+	zero := segment{isNum: true, s: "0"}
 	for i := 0; i < n; i++ {
 		l, r := zero, zero
 		if i < len(v.canon) {
@@ -107,16 +168,16 @@ func (v Version) Compare(o Version) int {
 			r = o.canon[i]
 		}
 		switch {
-		case l.num != nil && r.num != nil:
-			if c := l.num.Cmp(r.num); c != 0 {
+		case l.isNum && r.isNum:
+			if c := cmpNum(l.s, r.s); c != 0 {
 				return c
 			}
-		case l.num == nil && r.num != nil:
+		case !l.isNum && r.isNum:
 			return -1
-		case l.num != nil && r.num == nil:
+		case l.isNum && !r.isNum:
 			return 1
 		default:
-			if c := strings.Compare(l.str, r.str); c != 0 {
+			if c := strings.Compare(l.s, r.s); c != 0 {
 				return c
 			}
 		}
@@ -127,11 +188,7 @@ func (v Version) Compare(o Version) int {
 func fromSegments(segs []segment) Version {
 	parts := make([]string, len(segs))
 	for i, s := range segs {
-		if s.num != nil {
-			parts[i] = s.num.String()
-		} else {
-			parts[i] = s.str
-		}
+		parts[i] = s.s
 	}
 	return Version{raw: strings.Join(parts, "."), segs: segs, canon: canonical(segs)}
 }
@@ -154,9 +211,9 @@ func (v Version) bump() Version {
 		segs = segs[:len(segs)-1]
 	}
 	if len(segs) == 0 {
-		segs = []segment{{num: new(big.Int)}}
+		segs = []segment{{isNum: true, s: "0"}}
 	}
-	segs[len(segs)-1] = segment{num: new(big.Int).Add(segs[len(segs)-1].num, big.NewInt(1))}
+	segs[len(segs)-1] = segment{isNum: true, s: incNum(segs[len(segs)-1].s)}
 	return fromSegments(segs)
 }
 

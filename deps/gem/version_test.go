@@ -74,6 +74,13 @@ func TestRequirementSatisfied(t *testing.T) {
 		{[]string{">= 1.15.7", "!= 1.16.7", "!= 1.16.0"}, "1.19.4", true},
 		{[]string{">= 3.3.0", "< 4.1.0"}, "4.0.6", true},
 		{[]string{"~> 1.0", ">= 1.0.3"}, "1.0.2", false},
+		{[]string{"~> 9.9"}, "9.99", true},
+		{[]string{"~> 9.9"}, "10.0", false},
+		{[]string{"~> 1.99.0"}, "1.99.9", true},
+		{[]string{"~> 1.99.0"}, "1.100", false},
+		{[]string{"~> 0.0.1"}, "0.0.9", true},
+		{[]string{"~> 0.0.1"}, "0.1.0", false},
+		{[]string{"= 01.2"}, "1.2", true},
 	} {
 		r, err := ParseRequirement(c.req...)
 		if err != nil {
