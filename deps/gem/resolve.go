@@ -108,7 +108,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 type Set struct {
 	Lockfile *Lockfile
 	Gemfile  *Gemfile
-	// Platform is the target gem platform gems were chosen for.
+	// Platform is the target gem platform gems were chosen for ("ruby"
+	// with force_ruby_platform).
 	Platform Platform
 	// Groups are the Gemfile groups installed (sorted).
 	Groups []string
@@ -350,7 +351,9 @@ func (r *resolver) chooseTarget() error {
 		r.target = Platform{CPU: "x86_64", OS: "linux"}
 	}
 	if s, ok := r.settings["force_ruby_platform"]; ok && (s.Value == "true" || s.Value == "1") {
+		// Bundler.local_platform is then "ruby", for every gem
 		r.force = true
+		r.target = Ruby
 	}
 	r.rubyVer = r.o.rubyVer
 	if r.rubyVer == "" && r.lf.RubyVersion != "" {
@@ -572,9 +575,6 @@ func (r *resolver) sourceMatches(g *GemfileSource, s *Source) bool {
 // target, as Bundler's frozen mode does.
 func (r *resolver) checkPlatforms() error {
 	target := r.target
-	if r.force {
-		target = Ruby
-	}
 	var names []string
 	for _, p := range r.lf.Platforms {
 		if p.IsRuby() || p == target || p.Matches(target) {
@@ -694,7 +694,7 @@ func (r *resolver) closure(decls map[string][]decl, groups []string) (map[string
 				continue
 			}
 			direct[n] = true
-			queue = append(queue, item{name: n, force: d.ForceRubyPlatform || r.force, req: d.Req, line: d.Line})
+			queue = append(queue, item{name: n, force: d.ForceRubyPlatform, req: d.Req, line: d.Line})
 			break
 		}
 	}
@@ -746,7 +746,7 @@ func (r *resolver) closure(decls map[string][]decl, groups []string) (map[string
 			}
 			want := r.target.String()
 			if it.force {
-				want = "ruby (forced)"
+				want = "ruby"
 			}
 			return nil, nil, inputErr(r.lf.Path, specs[0].Line, it.name, "no locked variant for platform %s (locked: %s); run `bundle lock --add-platform %s`", want, strings.Join(have, ", "), want)
 		}
@@ -798,9 +798,6 @@ func (r *resolver) pin(chosen map[string]*Spec, direct map[string]bool, gemfileD
 		return nil, fmt.Errorf("%w: %w", errs.ErrDependency, err)
 	}
 	set := &Set{Lockfile: r.lf, Gemfile: r.gf, Platform: r.target, Settings: r.settings}
-	if r.force {
-		set.Platform = Ruby
-	}
 	names := make([]string, 0, len(chosen))
 	for n := range chosen {
 		names = append(names, n)
