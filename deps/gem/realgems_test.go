@@ -65,7 +65,7 @@ func requireRuby(t *testing.T) {
 	if testing.Short() && !integration() {
 		t.Skip("builds and installs gems; skipped with -short")
 	}
-	for _, tool := range []string{"ruby", "gem", "bundle", "cc", "make"} {
+	for _, tool := range []string{"ruby", "gem", "bundle", "cc", "make", "git", "tar"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			skipOrFail(t, "%s not installed (apt-get install -y ruby ruby-dev bundler build-essential): %v", tool, err)
 		}
@@ -261,9 +261,24 @@ func TestRealGems(t *testing.T) {
 		gemFiles[e.Name()] = b
 	}
 
+	// a gem from git (depending on tinydep), in a local repository that
+	// is moved away once locked: installs must not need it
+	gitRepo := filepath.Join(work, "gitgem")
+	writeFiles(t, gitRepo, map[string]string{
+		"gitgem.gemspec": "Gem::Specification.new do |s|\n  s.name = \"gitgem\"\n  s.version = \"0.5.0\"\n  s.summary = \"git gem\"\n  s.authors = [\"vmbuild\"]\n  s.license = \"MIT\"\n  s.files = [\"lib/gitgem.rb\"]\n  s.add_dependency \"tinydep\"\nend\n",
+		"lib/gitgem.rb":  "module Gitgem; OK = \"GIT_OK\"; end\n",
+	})
+	gitEnv := append(slices.Clone(env), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	run(t, gitRepo, gitEnv, "git", "init", "-q")
+	run(t, gitRepo, gitEnv, "git", "add", "-A")
+	run(t, gitRepo, gitEnv, "git", "commit", "-q", "-m", "gitgem 0.5.0")
+	gitRev := strings.TrimSpace(run(t, gitRepo, gitEnv, "git", "rev-parse", "HEAD"))
+	gitMirror := filepath.Join(work, "gitgem-mirror.git") // stands in for BuildKit's git source
+	run(t, work, gitEnv, "git", "clone", "--bare", "-q", gitRepo, gitMirror)
+
 	// the app, locked by the real Bundler from a vendor/cache
 	app := filepath.Join(work, "app")
-	gemfile := "source \"https://rubygems.org\"\n\ngem \"middle\", \"~> 1.0\"\n\ngroup :development do\n  gem \"devonly\"\nend\n"
+	gemfile := "source \"https://rubygems.org\"\n\ngem \"middle\", \"~> 1.0\"\ngem \"gitgem\", git: \"file://" + gitRepo + "\"\n\ngroup :development do\n  gem \"devonly\"\nend\n"
 	writeFiles(t, app, map[string]string{"Gemfile": gemfile})
 	for name := range gemFiles {
 		copyFile(t, filepath.Join(built, name), filepath.Join(app, "vendor", "cache", name))
@@ -288,6 +303,30 @@ func TestRealGems(t *testing.T) {
 	}
 	if err := os.RemoveAll(filepath.Join(app, "vendor")); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Rename(gitRepo, gitRepo+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	// gitTree extracts the git gem's tree at the locked revision (what
+	// BuildKit's git source gives: files, no .git) into dir.
+	gitTree := func(g GitGem, dir string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		archive := exec.Command("git", "--git-dir", gitMirror, "archive", g.Revision)
+		archive.Env = env
+		tarx := exec.Command("tar", "-x", "-C", dir)
+		tarx.Stdin, _ = archive.StdoutPipe()
+		if err := tarx.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := archive.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tarx.Wait(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// a loopback gem source, named as a mirror of rubygems.org in the
@@ -333,6 +372,10 @@ func TestRealGems(t *testing.T) {
 			t.Errorf("%s: URL %s, remote %s", g.Name, g.URL, g.Remote)
 		}
 	}
+	if len(set.Git) != 1 || set.Git[0].Name != "gitgem" || set.Git[0].Revision != gitRev || set.Git[0].Remote != "file://"+gitRepo ||
+		set.Git[0].CacheDir() != "gitgem-"+gitRev[:12] || !slices.Equal(set.Git[0].Deps, []string{"tinydep"}) {
+		t.Fatalf("git gems = %+v", set.Git)
+	}
 	fetcher := &deps.Fetcher{CacheDir: filepath.Join(work, "fetch-cache")}
 	if err := set.Hash(ctx, fetcher, HashMissing); err != nil {
 		t.Fatal(err)
@@ -349,7 +392,7 @@ func TestRealGems(t *testing.T) {
 	for _, st := range set.Order() {
 		order = append(order, strings.Join(st.Gems, "+")+"("+strings.Join(st.Deps, ",")+")")
 	}
-	if got := strings.Join(order, " "); got != "platgem() tinydep() cext(tinydep) middle(cext,platgem,tinydep)" {
+	if got := strings.Join(order, " "); got != "platgem() tinydep() cext(tinydep) gitgem(tinydep) middle(cext,platgem,tinydep)" {
 		t.Errorf("order = %s", got)
 	}
 
@@ -380,11 +423,13 @@ func TestRealGems(t *testing.T) {
 		for _, g := range set.Gems {
 			writeFiles(t, filepath.Join(dir, "vendor", "cache"), map[string]string{g.Path: string(download(g))})
 		}
+		// a git gem: its tree at the revision in vendor/cache/<CacheDir>
+		gitTree(set.Git[0], filepath.Join(dir, "vendor", "cache", set.Git[0].CacheDir()))
 		bp := filepath.Join(work, "bp-all")
 		out := run(t, dir, installEnv(bp), "bundle", "install", "--local")
 		t.Logf("bundle install --local:\n%s", out)
-		got := run(t, dir, installEnv(bp), "bundle", "exec", "ruby", "-e", "require 'middle'; print Middle.run")
-		if got != "TINYDEP_OK precompiled" {
+		got := run(t, dir, installEnv(bp), "bundle", "exec", "ruby", "-e", "require 'middle'; require 'gitgem'; print Middle.run, ' ', Gitgem::OK")
+		if got != "TINYDEP_OK precompiled GIT_OK" {
 			t.Errorf("bundle exec: %q", got)
 		}
 		if strings.Contains(out, "devonly") {
@@ -406,6 +451,15 @@ func TestRealGems(t *testing.T) {
 		for _, st := range set.Order() {
 			if len(st.Gems) != 1 {
 				t.Fatalf("cycle %v", st.Gems)
+			}
+			if st.Gems[0] == "gitgem" {
+				// a git gem is not a .gem: Bundler keeps its tree in
+				// bundler/gems/<CacheDir> under its GEM_HOME
+				g := set.Git[0]
+				layer := filepath.Join(work, "per-gem", "layers", g.Name)
+				gitTree(g, filepath.Join(layer, "bundler", "gems", g.CacheDir()))
+				layers[g.Name] = layer
+				continue
 			}
 			g := byName[st.Gems[0]]
 			writeFiles(t, files, map[string]string{g.Path: string(download(g))})
@@ -467,6 +521,9 @@ func TestRealGems(t *testing.T) {
 		for _, st := range set.Order() {
 			copyTree(t, layers[st.Gems[0]], filepath.Join(bp, "ruby", rubyABI))
 		}
+		if !strings.Contains(run(t, work, env, "ls", filepath.Join(bp, "ruby", rubyABI, "bundler", "gems")), set.Git[0].CacheDir()) {
+			t.Error("git gem not in bundler/gems")
+		}
 		dir := fresh("install-per-gem")
 		out := run(t, dir, installEnv(bp), "bundle", "install", "--local")
 		t.Logf("bundle install --local over the merged layers:\n%s", out)
@@ -478,9 +535,39 @@ func TestRealGems(t *testing.T) {
 				t.Errorf("bundle install did not use %s", g.FullName())
 			}
 		}
-		got := run(t, dir, installEnv(bp), "bundle", "exec", "ruby", "-e", "require 'middle'; print Middle.run")
-		if got != "TINYDEP_OK precompiled" {
+		if !strings.Contains(out, "Using gitgem 0.5.0 from file://"+gitRepo) {
+			t.Error("bundle install did not use gitgem")
+		}
+		got := run(t, dir, installEnv(bp), "bundle", "exec", "ruby", "-e", "require 'middle'; require 'gitgem'; print Middle.run, ' ', Gitgem::OK")
+		if got != "TINYDEP_OK precompiled GIT_OK" {
 			t.Errorf("bundle exec: %q", got)
+		}
+	})
+
+	t.Run("Gemfile changed: Bundler --frozen and Resolve both refuse", func(t *testing.T) {
+		for _, c := range []struct{ name, gemfile, gem string }{
+			{"added", gemfile + "gem \"tinydep\", \"~> 1.0\"\n", "tinydep"},
+			{"requirement", strings.Replace(gemfile, "\"~> 1.0\"", "\"~> 1.0.0\"", 1), "middle"},
+			{"deleted", strings.Replace(gemfile, "gem \"middle\", \"~> 1.0\"\n", "", 1), "middle"},
+		} {
+			dir := filepath.Join(work, "changed-"+c.name)
+			writeFiles(t, dir, map[string]string{"Gemfile": c.gemfile, "Gemfile.lock": lock})
+			for _, g := range set.Gems {
+				writeFiles(t, filepath.Join(dir, "vendor", "cache"), map[string]string{g.Path: string(download(g))})
+			}
+			gitTree(set.Git[0], filepath.Join(dir, "vendor", "cache", set.Git[0].CacheDir()))
+			cmd := exec.Command("bundle", "install", "--local")
+			cmd.Dir, cmd.Env = dir, installEnv(filepath.Join(work, "bp-changed"))
+			out, err := cmd.CombinedOutput()
+			if err == nil || !bytes.Contains(out, []byte(c.gem)) {
+				t.Errorf("%s: bundle install --frozen: %v\n%s", c.name, err, out)
+			}
+			_, err = Resolve(ctx, os.DirFS(dir), "Gemfile.lock", Without("development"))
+			var me *MismatchError
+			if !errors.As(err, &me) || me.Mismatches[0].Gem != c.gem {
+				t.Errorf("%s: Resolve: %v", c.name, err)
+			}
+			t.Logf("%s:\nBundler: %s\nResolve: %v", c.name, bytes.TrimSpace(out), err)
 		}
 	})
 
@@ -499,6 +586,7 @@ func TestRealGems(t *testing.T) {
 		for _, g := range s.Gems {
 			writeFiles(t, filepath.Join(dir, "vendor", "cache"), map[string]string{g.Path: string(download(g))})
 		}
+		gitTree(s.Git[0], filepath.Join(dir, "vendor", "cache", s.Git[0].CacheDir()))
 		bp := filepath.Join(work, "bp-ruby-platform")
 		run(t, dir, installEnv(bp, "BUNDLE_FORCE_RUBY_PLATFORM=true"), "bundle", "install", "--local")
 		got := run(t, dir, installEnv(bp, "BUNDLE_FORCE_RUBY_PLATFORM=true"), "bundle", "exec", "ruby", "-e", "require 'middle'; print Middle.run")
@@ -544,6 +632,7 @@ func TestRealGems(t *testing.T) {
 		for _, g := range s.Gems {
 			writeFiles(t, filepath.Join(dir, "vendor", "cache"), map[string]string{g.Path: string(download(g))})
 		}
+		gitTree(s.Git[0], filepath.Join(dir, "vendor", "cache", s.Git[0].CacheDir()))
 		run(t, dir, installEnv(filepath.Join(work, "bp-checksums")), "bundle", "install", "--local")
 
 		// a checksum the download does not match
