@@ -6,7 +6,9 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vmbuild/vmbuild/deps"
 )
 
 // Bundler settings, as `bundle config` names them ("without",
@@ -120,7 +122,7 @@ func newMirrors(settings map[string]string, origin func(key string) string) (*mi
 		val := normalizeRemote(settings[k])
 		u, err := url.Parse(val)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("Bundler setting %s (%s): mirror %q is not an http(s) URL", k, origin(k), redactRemote(val))
+			return nil, fmt.Errorf("Bundler setting %s (%s): mirror %q is not an http(s) URL", k, origin(k), deps.RedactURL(val))
 		}
 		if u.User != nil {
 			return nil, fmt.Errorf("Bundler setting %s (%s): mirror URL carries credentials; give them to the fetcher instead", k, origin(k))
@@ -156,13 +158,4 @@ func (m *mirrors) For(remote string) (string, bool) {
 		}
 	}
 	return normalizeRemote(remote), false
-}
-
-func redactRemote(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	u.User = nil
-	return u.String()
 }

@@ -28,8 +28,9 @@
 //     GIT gems are returned by commit (GitGem); PATH gems are an error
 //     unless WithPathGems allows those inside the tree.
 //
-// Set.Hash then downloads, once, the gems without a sha256 (or all, to
-// check CHECKSUMS at lock time) with a deps.Fetcher.
+// Set.Pin then downloads, once, the gems without a sha256 (or all, to
+// check CHECKSUMS at lock time) with a deps.Fetcher, and validates every
+// pin.
 //
 // For the per-gem install, Set.Order gives the install steps in
 // dependency order (a dependency cycle is one step), each with the
@@ -37,18 +38,25 @@
 // runs; Set.Layers groups independent steps.
 //
 // What the installing step must do (verified by this package's
-// integration test against the host's Ruby and Bundler):
+// integration test against the host's Ruby 3.1 and Bundler 2.3):
 //
-//   - All at once: put every pinned .gem file in vendor/cache (beside
-//     the Gemfile) and run `bundle install --local` with BUNDLE_FROZEN=true,
-//     BUNDLE_WITHOUT/BUNDLE_WITH as resolved, BUNDLE_PATH set.
+//   - All at once: put every pinned .gem file, by Package.Path, in
+//     vendor/cache beside the Gemfile, each GIT gem's tree at its
+//     Revision (files only, no .git needed) in
+//     vendor/cache/<GitGem.CacheDir()>, and run `bundle install --local`
+//     with BUNDLE_FROZEN=true, BUNDLE_WITHOUT / BUNDLE_WITH as resolved,
+//     BUNDLE_PATH set, BUNDLE_FORCE_RUBY_PLATFORM=true if it was used, and
+//     BUNDLE_IGNORE_CONFIG=1 (or no .bundle/config in the tree: Bundler
+//     ranks it above the environment).
 //   - Per gem: for each Step in Order, with the installs of Step.Deps
-//     present in the same GEM_HOME (for a native extension whose
-//     extconf.rb requires a dependency, and for ruby.h a ruby-dev and a
-//     C toolchain), run
+//     present in the same directory D, run
 //     `gem install --local --ignore-dependencies --no-document
-//     --install-dir $GEM_HOME NAME-VERSION[-PLATFORM].gem` with GEM_HOME
-//     set to the same directory. With BUNDLE_PATH=P, Bundler's GEM_HOME
-//     is P/ruby/<RbConfig ruby_version> ("3.3.0"); `bundle install
-//     --local` there then finds every gem installed.
+//     --install-dir D NAME-VERSION[-PLATFORM].gem` with GEM_HOME=D and
+//     GEM_PATH=D. A native extension needs ruby.h (ruby-dev), a C
+//     toolchain (cc, make) and, when its extconf.rb requires a gem, that
+//     gem installed in D (the test's C extension does not compile
+//     without it). A GIT gem is not a .gem: its tree goes to
+//     D/bundler/gems/<GitGem.CacheDir()>. With BUNDLE_PATH=P, Bundler's
+//     D is P/ruby/<RbConfig ruby_version> ("3.1.0"); `bundle install
+//     --local` there then uses every gem ("Using …", nothing installed).
 package gem

@@ -10,16 +10,16 @@ import (
 type Step struct {
 	// Gems are installed together in this step (more than one only for a
 	// dependency cycle), sorted.
-	Gems []string
+	Gems []string `json:"gems"`
 	// Deps are every gem these need at run time, transitively, outside
 	// the step itself, sorted: the installs to have present (GEM_PATH)
 	// when this step runs, e.g. when a native extension's extconf.rb
 	// requires one of them.
-	Deps []string
+	Deps []string `json:"deps,omitempty"`
 	// Layer is 0 for steps without dependencies, else one more than the
 	// highest layer of a dependency: steps of one layer are independent
 	// of each other.
-	Layer int
+	Layer int `json:"layer"`
 }
 
 // graph is the gem dependency graph of a Set: every gem (rubygems, git,

@@ -42,6 +42,15 @@ func (p Platform) String() string {
 	return strings.Join(parts, "-")
 }
 
+// MarshalText is String, for JSON.
+func (p Platform) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText is ParsePlatform, for JSON.
+func (p *Platform) UnmarshalText(b []byte) error {
+	*p = ParsePlatform(string(b))
+	return nil
+}
+
 var (
 	reAIX       = regexp.MustCompile(`aix-?(\d+)?`)
 	reDarwin    = regexp.MustCompile(`darwin-?(\d+)?`)
@@ -212,11 +221,11 @@ func (p Platform) specificity(target Platform) int {
 	return score
 }
 
-// Libc names the C library of a Linux target.
+// Libc names the C library of a Linux target, as deps/npm does.
 type Libc string
 
 const (
-	Glibc Libc = "gnu"
+	Glibc Libc = "glibc" // also accepted: "gnu", and "" (the default)
 	Musl  Libc = "musl"
 )
 
@@ -255,7 +264,7 @@ func PlatformFor(p ocispec.Platform, libc Libc) (Platform, error) {
 	}
 	var version string
 	switch libc {
-	case "", Glibc:
+	case "", Glibc, "gnu":
 		if cpu == "arm" {
 			version = "gnueabihf"
 		}
@@ -265,7 +274,7 @@ func PlatformFor(p ocispec.Platform, libc Libc) (Platform, error) {
 			version = "musleabihf"
 		}
 	default:
-		return Platform{}, fmt.Errorf("choosing gem platform: %w: unknown libc %q (want gnu or musl)", errs.ErrDependency, libc)
+		return Platform{}, fmt.Errorf("choosing gem platform: %w: unknown libc %q (want glibc or musl)", errs.ErrDependency, libc)
 	}
 	return Platform{CPU: cpu, OS: "linux", Version: version}, nil
 }

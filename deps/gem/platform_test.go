@@ -122,6 +122,7 @@ func TestPlatformFor(t *testing.T) {
 		{"amd64", "", "", "x86_64-linux"},
 		{"amd64", "", Musl, "x86_64-linux-musl"},
 		{"arm64", "v8", Glibc, "aarch64-linux"},
+		{"arm64", "v8", "gnu", "aarch64-linux"},
 		{"arm64", "", Musl, "aarch64-linux-musl"},
 		{"arm", "v7", "", "arm-linux-gnueabihf"},
 		{"arm", "v7", Musl, "arm-linux-musleabihf"},

@@ -377,7 +377,7 @@ func TestRealGems(t *testing.T) {
 		t.Fatalf("git gems = %+v", set.Git)
 	}
 	fetcher := &deps.Fetcher{CacheDir: filepath.Join(work, "fetch-cache")}
-	if err := set.Hash(ctx, fetcher, HashMissing); err != nil {
+	if err := set.Pin(ctx, fetcher, PinUnhashed); err != nil {
 		t.Fatal(err)
 	}
 	if err := set.Validate(); err != nil {
@@ -579,7 +579,7 @@ func TestRealGems(t *testing.T) {
 		if got := gemIDs(s); got != "cext-0.2.0 middle-1.0.0 platgem-3.1.4 tinydep-1.0.0" {
 			t.Fatalf("gems = %s", got)
 		}
-		if err := s.Hash(ctx, fetcher, HashMissing); err != nil {
+		if err := s.Pin(ctx, fetcher, PinUnhashed); err != nil {
 			t.Fatal(err)
 		}
 		dir := fresh("install-ruby-platform")
@@ -620,11 +620,11 @@ func TestRealGems(t *testing.T) {
 			t.Fatalf("unhashed with CHECKSUMS: %v", s.Unhashed())
 		}
 		n := nhits()
-		if err := s.Hash(ctx, &deps.Fetcher{}, HashMissing); err != nil || nhits() != n {
-			t.Errorf("HashMissing downloaded %d (%v)", nhits()-n, err)
+		if err := s.Pin(ctx, &deps.Fetcher{}, PinUnhashed); err != nil || nhits() != n {
+			t.Errorf("PinUnhashed downloaded %d (%v)", nhits()-n, err)
 		}
-		if err := s.Hash(ctx, &deps.Fetcher{}, HashAll); err != nil || nhits() != n+4 {
-			t.Errorf("HashAll: %v, %d downloads", err, nhits()-n)
+		if err := s.Pin(ctx, &deps.Fetcher{}, PinAll); err != nil || nhits() != n+4 {
+			t.Errorf("PinAll: %v, %d downloads", err, nhits()-n)
 		}
 		// the host's Bundler accepts the lockfile (it skips the section)
 		dir := filepath.Join(work, "install-checksums")
@@ -643,7 +643,7 @@ func TestRealGems(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = s.Hash(ctx, &deps.Fetcher{}, HashAll)
+		err = s.Pin(ctx, &deps.Fetcher{}, PinAll)
 		var he *deps.HashError
 		if !errors.As(err, &he) || he.Package != "cext@0.2.0" || !errors.Is(err, errs.ErrHashMismatch) {
 			t.Errorf("tampered CHECKSUMS: %v", err)
@@ -658,7 +658,7 @@ func TestRealGems(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = s.Hash(ctx, &deps.Fetcher{}, HashMissing)
+		err = s.Pin(ctx, &deps.Fetcher{}, PinUnhashed)
 		if !errors.Is(err, errs.ErrDependency) || !strings.Contains(err.Error(), "package tinydep@1.0.0") || !strings.Contains(err.Error(), "404 Not Found") {
 			t.Errorf("404: %v", err)
 		}

@@ -106,22 +106,22 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // Set is what a step installs from a Gemfile.lock: the gems of the kept
 // groups for the target platform, pinned.
 type Set struct {
-	Lockfile *Lockfile
-	Gemfile  *Gemfile
+	Lockfile *Lockfile `json:"-"`
+	Gemfile  *Gemfile  `json:"-"`
 	// Platform is the target gem platform gems were chosen for ("ruby"
 	// with force_ruby_platform).
-	Platform Platform
+	Platform Platform `json:"platform"`
 	// Groups are the Gemfile groups installed (sorted).
-	Groups []string
+	Groups []string `json:"groups"`
 	// Gems are the gems downloaded from a rubygems server, sorted by name.
-	Gems []Gem
+	Gems []Gem `json:"gems"`
 	// Git are gems from GIT sources, sorted by name.
-	Git []GitGem
+	Git []GitGem `json:"git,omitempty"`
 	// Path are gems from PATH sources inside the tree (WithPathGems).
-	Path []PathGem
+	Path []PathGem `json:"path,omitempty"`
 	// Settings are the Bundler settings that applied (without, with,
 	// only, force_ruby_platform, mirror.*), with where each came from.
-	Settings map[string]Setting
+	Settings map[string]Setting `json:"settings,omitempty"`
 
 	graph *graph
 }
@@ -129,25 +129,26 @@ type Set struct {
 // Setting is one Bundler setting and its origin ("option", the config
 // file's path, "env").
 type Setting struct {
-	Value, Origin string
+	Value  string `json:"value"`
+	Origin string `json:"origin"`
 }
 
 // Gem is a gem from a rubygems server.
 type Gem struct {
 	// Package is the pin: Name, Version, Platform ("" for ruby), URL (the
 	// mirror's, if one applies), SHA256 (from CHECKSUMS, or filled by
-	// Hash), Path ("NAME-VERSION[-PLATFORM].gem", the vendor/cache name).
+	// Pin), Path ("NAME-VERSION[-PLATFORM].gem", the vendor/cache name).
 	deps.Package
 	// Remote is the GEM section's remote in the lockfile.
-	Remote string
+	Remote string `json:"remote"`
 	// Checksum is the CHECKSUMS sha256 ("" if the lockfile has none).
-	Checksum string
+	Checksum string `json:"checksum,omitempty"`
 	// Deps are the names of its runtime dependencies in this set, sorted.
-	Deps []string
+	Deps []string `json:"deps,omitempty"`
 	// Direct reports a gem named by the Gemfile in an installed group.
-	Direct bool
+	Direct bool `json:"direct,omitempty"`
 	// Line is the spec's line in the lockfile.
-	Line int
+	Line int `json:"line"`
 }
 
 // FullName is the gem's RubyGems full name ("nokogiri-1.16.0-x86_64-linux").
@@ -155,17 +156,21 @@ func (g Gem) FullName() string { return strings.TrimSuffix(g.Path, ".gem") }
 
 // GitGem is a gem from a GIT source, pinned by commit.
 type GitGem struct {
-	Name, Version string
+	Name    string `json:"name"`
+	Version string `json:"version"`
 	// Remote is the repository URL, Revision the locked commit (full hex).
-	Remote, Revision string
+	Remote   string `json:"remote"`
+	Revision string `json:"revision"`
 	// Ref, Branch, Tag are what the Gemfile asked for (informational).
-	Ref, Branch, Tag string
+	Ref    string `json:"ref,omitempty"`
+	Branch string `json:"branch,omitempty"`
+	Tag    string `json:"tag,omitempty"`
 	// Glob is the gemspec glob, if not Bundler's default.
-	Glob       string
-	Submodules bool
-	Deps       []string
-	Direct     bool
-	Line       int
+	Glob       string   `json:"glob,omitempty"`
+	Submodules bool     `json:"submodules,omitempty"`
+	Deps       []string `json:"deps,omitempty"`
+	Direct     bool     `json:"direct,omitempty"`
+	Line       int      `json:"line"`
 }
 
 // CacheDir is the directory name Bundler uses for this repository in
@@ -179,19 +184,20 @@ func (g GitGem) CacheDir() string {
 
 // PathGem is a gem from a PATH source inside the tree.
 type PathGem struct {
-	Name, Version string
+	Name    string `json:"name"`
+	Version string `json:"version"`
 	// Dir is the source directory, relative to the tree's root.
-	Dir    string
-	Deps   []string
-	Direct bool
-	Line   int
+	Dir    string   `json:"dir"`
+	Deps   []string `json:"deps,omitempty"`
+	Direct bool     `json:"direct,omitempty"`
+	Line   int      `json:"line"`
 }
 
 // Resolve reads the Gemfile.lock at lockfile in fsys and its Gemfile, and
 // returns the gems a step installs: DEPENDENCIES of the kept groups and
 // their runtime dependencies, each at the lockfile's version and the
 // best platform variant for the target. It does not touch the network:
-// gems without a CHECKSUMS entry have an empty SHA256 until Hash.
+// gems without a CHECKSUMS entry have an empty SHA256 until Pin.
 func Resolve(ctx context.Context, fsys fs.FS, lockfile string, opts ...Option) (*Set, error) {
 	o := options{treeConfig: true, mirrors: map[string]string{}, setGroups: map[string]bool{}}
 	for _, f := range opts {
@@ -494,6 +500,9 @@ func (r *resolver) match(decls map[string][]decl) error {
 			ms = append(ms, Mismatch{Gem: n, Kind: "changed", GemfileLine: d.Line, LockfileLine: ld.Line,
 				Detail: fmt.Sprintf("the Gemfile takes it from %s, Gemfile.lock's DEPENDENCIES list it %s a source of its own (\"!\")", d.Source, what)})
 			continue
+		}
+		if n == "bundler" {
+			continue // Bundler itself is never a locked spec
 		}
 		specs := r.byName[n]
 		if len(specs) == 0 {
@@ -827,7 +836,7 @@ func (r *resolver) pin(chosen map[string]*Spec, direct map[string]bool, gemfileD
 		case SourceGit:
 			src := s.Source
 			if !reCommit.MatchString(src.Revision) {
-				problems = append(problems, inputErr(r.lf.Path, src.Line, n, "GIT source %s: revision %q is not a full commit hash", redactRemote(src.Remote()), src.Revision))
+				problems = append(problems, inputErr(r.lf.Path, src.Line, n, "GIT source %s: revision %q is not a full commit hash", deps.RedactURL(src.Remote()), src.Revision))
 				continue
 			}
 			if len(src.Remotes) != 1 {
@@ -874,17 +883,21 @@ func settingValues(m map[string]Setting) map[string]string {
 
 func (r *resolver) pinGem(s *Spec, mir *mirrors) (Gem, error) {
 	src := s.Source
-	if len(src.Remotes) != 1 {
+	switch len(src.Remotes) {
+	case 0:
+		return Gem{}, inputErr(r.lf.Path, src.Line, s.Name, "its GEM section has no remote")
+	case 1:
+	default:
 		return Gem{}, inputErr(r.lf.Path, src.Line, s.Name, "its GEM section lists %d remotes (%s); Bundler picks one by asking each, which a lock cannot do; give each source its own block (source \"…\" do … end)", len(src.Remotes), strings.Join(src.Remotes, ", "))
 	}
 	remote := src.Remotes[0]
 	base, mirrored := mir.For(remote)
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Gem{}, inputErr(r.lf.Path, src.Line, s.Name, "remote %q is not an http(s) URL", redactRemote(base))
+		return Gem{}, inputErr(r.lf.Path, src.Line, s.Name, "remote %q is not an http(s) URL", deps.RedactURL(base))
 	}
 	if u.User != nil {
-		r.o.log.Info("dropping credentials from a gem remote; give them to the fetcher", "remote", redactRemote(base))
+		r.o.log.Info("dropping credentials from a gem remote; give them to the fetcher", "remote", deps.RedactURL(base))
 		u.User = nil
 	}
 	full := s.FullName()

@@ -3,6 +3,7 @@ package gem
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"reflect"
@@ -210,6 +211,19 @@ func TestResolveScope(t *testing.T) {
 	}
 	if s.Has("tzinfo-data") || s.Has("capybara") || !s.Has("racc") {
 		t.Error("Has is wrong")
+	}
+	js, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"platform":"x86_64-linux"`, `"groups":["default","production"]`, `{"name":"nokogiri","version":"1.18.0","platform":"x86_64-linux-gnu","url":"https://rubygems.org/gems/nokogiri-1.18.0-x86_64-linux-gnu.gem","sha256":"1111111111111111111111111111111111111111111111111111111111111111","path":"nokogiri-1.18.0-x86_64-linux-gnu.gem","remote":"https://rubygems.org/","checksum":"1111111111111111111111111111111111111111111111111111111111111111","deps":["racc"],"direct":true,"line":20}`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, js)
+		}
+	}
+	var back Set
+	if err := json.Unmarshal(js, &back); err != nil || back.Platform != s.Platform || len(back.Gems) != len(s.Gems) || back.Gems[3].Package != s.Gems[3].Package {
+		t.Errorf("JSON round trip: %v %+v", err, back.Platform)
 	}
 }
 
@@ -486,6 +500,11 @@ func TestResolveLockfileProblems(t *testing.T) {
 	}
 	if _, err := Resolve(ctx, tree("Gemfile", gemfile), "Gemfile.lock"); !errors.Is(err, errs.ErrDependency) {
 		t.Errorf("missing lockfile: %v", err)
+	}
+	// a Gemfile naming bundler itself: in DEPENDENCIES, never a spec
+	withBundler := strings.Replace(base, "DEPENDENCIES\n  a\n", "DEPENDENCIES\n  a\n  bundler (~> 2.5)\n", 1)
+	if s, err := Resolve(ctx, tree("Gemfile", gemfile+"gem 'bundler', '~> 2.5'\n", "Gemfile.lock", withBundler), "Gemfile.lock"); err != nil || s.Has("bundler") || gemIDs(s) != "a-1.0 b-2.1" {
+		t.Errorf("gem bundler: %v", err)
 	}
 	if _, err := Resolve(ctx, tree("gems.rb", gemfile, "gems.locked", base), "gems.locked"); err != nil {
 		t.Errorf("gems.rb: %v", err)

@@ -46,7 +46,7 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func TestHash(t *testing.T) {
+func TestPin(t *testing.T) {
 	ctx := context.Background()
 	files := map[string][]byte{
 		"rack-3.1.8.gem":    []byte("rack gem bytes"),
@@ -88,13 +88,13 @@ BUNDLED WITH
 		t.Fatalf("unhashed = %s", got)
 	}
 	if err := s.Validate(); err == nil || !errors.Is(err, errs.ErrDependency) || !strings.Contains(err.Error(), "nio4r") {
-		t.Errorf("Validate before Hash: %v", err)
+		t.Errorf("Validate before Pin: %v", err)
 	}
-	if err := s.Hash(ctx, &deps.Fetcher{}, HashMissing); err != nil {
+	if err := s.Pin(ctx, &deps.Fetcher{}, PinUnhashed); err != nil {
 		t.Fatal(err)
 	}
 	if srv.hits["/gems/nio4r-2.7.4.gem"] != 1 || srv.hits["/gems/puma-6.4.0.gem"] != 0 {
-		t.Errorf("HashMissing fetched %v", srv.hits)
+		t.Errorf("PinUnhashed fetched %v", srv.hits)
 	}
 	for _, g := range s.Gems {
 		if g.SHA256 != sha(files[g.Path]) {
@@ -104,11 +104,11 @@ BUNDLED WITH
 	if err := s.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
-	if err := s.Hash(ctx, nil, HashAll); err != nil {
+	if err := s.Pin(ctx, nil, PinAll); err != nil {
 		t.Fatal(err)
 	}
 	if srv.hits["/gems/puma-6.4.0.gem"] != 1 || srv.hits["/gems/rack-3.1.8.gem"] != 1 {
-		t.Errorf("HashAll fetched %v", srv.hits)
+		t.Errorf("PinAll fetched %v", srv.hits)
 	}
 	if n, _ := s.Gem("nio4r"); n.Size != int64(len(files["nio4r-2.7.4.gem"])) {
 		t.Errorf("nio4r size = %d", n.Size)
@@ -122,7 +122,7 @@ BUNDLED WITH
 		t.Fatal(err)
 	}
 	before := s.Gems[1]
-	err = s.Hash(ctx, &deps.Fetcher{}, HashAll)
+	err = s.Pin(ctx, &deps.Fetcher{}, PinAll)
 	var he *deps.HashError
 	if !errors.As(err, &he) || !errors.Is(err, errs.ErrHashMismatch) {
 		t.Fatalf("checksum mismatch: %v", err)
@@ -131,7 +131,7 @@ BUNDLED WITH
 		t.Errorf("hash error = %+v", he)
 	}
 	if s.Gems[1].SHA256 != before.SHA256 || s.Gems[0].SHA256 != "" {
-		t.Error("a failed Hash changed the set")
+		t.Error("a failed Pin changed the set")
 	}
 
 	// a gem the source does not have: ErrDependency naming gem and URL
@@ -140,7 +140,7 @@ BUNDLED WITH
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Hash(ctx, &deps.Fetcher{}, HashMissing)
+	err = s.Pin(ctx, &deps.Fetcher{}, PinUnhashed)
 	if !errors.Is(err, errs.ErrDependency) || !strings.Contains(err.Error(), "package nio4r@2.7.4") || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "/gems/nio4r-2.7.4.gem") {
 		t.Errorf("404: %v", err)
 	}
