@@ -2,6 +2,7 @@ package gem
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,6 +186,31 @@ func TestMastodon(t *testing.T) {
 	if len(s2.Gems) != 278 || !s2.Has("devise_pam_authenticatable2") || !s2.Has("rpam2") {
 		t.Errorf("with pam_authentication: %d gems", len(s2.Gems))
 	}
+	// recipes/mastodon/patches/main-drop-hiredis-client.patch removes the
+	// gem from both files consistently: the result resolves, without it;
+	// removing it from the Gemfile alone is a lockfile that does not match
+	gemfileOnly := fstest.MapFS{
+		"Gemfile":      {Data: []byte(strings.Replace(string(fsys["Gemfile"].Data), "gem 'hiredis-client'\n", "", 1))},
+		"Gemfile.lock": fsys["Gemfile.lock"],
+	}
+	_, err = Resolve(ctx, gemfileOnly, "Gemfile.lock", Without("development", "test"))
+	var me *MismatchError
+	if !errors.As(err, &me) || len(me.Mismatches) != 1 || me.Mismatches[0].Gem != "hiredis-client" || me.Mismatches[0].Kind != "deleted" || me.Mismatches[0].LockfileLine != 977 {
+		t.Errorf("hiredis-client removed from the Gemfile only: %v", err)
+	}
+	both := fstest.MapFS{
+		"Gemfile": gemfileOnly["Gemfile"],
+		"Gemfile.lock": {Data: []byte(strings.Replace(strings.Replace(string(data),
+			"    hiredis-client (0.30.1)\n      redis-client (= 0.30.1)\n", "", 1), "  hiredis-client\n", "", 1))},
+	}
+	noHiredis, err := Resolve(ctx, both, "Gemfile.lock", Without("development", "test"))
+	if err != nil {
+		t.Fatalf("hiredis-client removed from both: %v", err)
+	}
+	if len(noHiredis.Gems) != 275 || noHiredis.Has("hiredis-client") || !noHiredis.Has("redis-client") {
+		t.Errorf("without hiredis-client: %d gems, hiredis-client %v, redis-client %v", len(noHiredis.Gems), noHiredis.Has("hiredis-client"), noHiredis.Has("redis-client"))
+	}
+
 	// everything: 342 of the 344 specs (the optional group's two are left)
 	all, err := Resolve(ctx, fsys, "Gemfile.lock")
 	if err != nil {
