@@ -210,7 +210,7 @@ func Resolve(ctx context.Context, fsys fs.FS, lockfile string, opts ...Option) (
 		return nil, err
 	}
 	r := &resolver{o: o, fsys: fsys}
-	set, err := r.resolve(ctx, lockfile)
+	set, err := r.resolve(ctx, path.Clean(lockfile))
 	if err != nil {
 		return nil, fmt.Errorf("resolving gems of %s: %w", lockfile, err)
 	}
@@ -252,6 +252,7 @@ func (r *resolver) resolve(ctx context.Context, lockfile string) (*Set, error) {
 			gemfile = dir + "Gemfile"
 		}
 	}
+	gemfile = path.Clean(gemfile)
 	if r.gf, err = LoadGemfile(r.fsys, gemfile); err != nil {
 		return nil, err
 	}
@@ -311,7 +312,7 @@ func (r *resolver) loadSettings(gemfileDir string) error {
 				r.settings[k] = Setting{v, cfg}
 			}
 		case !errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("reading %s: %w", cfg, err)
+			return fmt.Errorf("reading %s: %w: %w", cfg, errs.ErrDependency, err)
 		}
 	}
 	for k, v := range r.o.mirrors {

@@ -506,6 +506,9 @@ func TestResolveLockfileProblems(t *testing.T) {
 	if s, err := Resolve(ctx, tree("Gemfile", gemfile+"gem 'bundler', '~> 2.5'\n", "Gemfile.lock", withBundler), "Gemfile.lock"); err != nil || s.Has("bundler") || gemIDs(s) != "a-1.0 b-2.1" {
 		t.Errorf("gem bundler: %v", err)
 	}
+	if _, err := Resolve(ctx, tree("app/Gemfile", gemfile, "app/Gemfile.lock", base), "./app/Gemfile.lock", WithGemfile("./app/Gemfile")); err != nil {
+		t.Errorf("unclean paths: %v", err)
+	}
 	if _, err := Resolve(ctx, tree("gems.rb", gemfile, "gems.locked", base), "gems.locked"); err != nil {
 		t.Errorf("gems.rb: %v", err)
 	}
