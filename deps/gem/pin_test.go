@@ -110,6 +110,11 @@ BUNDLED WITH
 	if srv.hits["/gems/puma-6.4.0.gem"] != 1 || srv.hits["/gems/rack-3.1.8.gem"] != 1 {
 		t.Errorf("PinAll fetched %v", srv.hits)
 	}
+	if pu, _ := s.Gem("puma"); pu.Integrity == "" || pu.Checksum != sha(files["puma-6.4.0.gem"]) {
+		t.Errorf("puma = %+v", pu)
+	} else if in, err := deps.ParseSRI(pu.Integrity, "test"); err != nil || func() string { h, _ := in.SHA256(); return h }() != pu.Checksum {
+		t.Errorf("puma integrity %q does not spell its checksum: %v", pu.Integrity, err)
+	}
 	if n, _ := s.Gem("nio4r"); n.Size != int64(len(files["nio4r-2.7.4.gem"])) {
 		t.Errorf("nio4r size = %d", n.Size)
 	}

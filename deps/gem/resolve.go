@@ -2,6 +2,8 @@ package gem
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -137,7 +139,8 @@ type Setting struct {
 type Gem struct {
 	// Package is the pin: Name, Version, Platform ("" for ruby), URL (the
 	// mirror's, if one applies), SHA256 (from CHECKSUMS, or filled by
-	// Pin), Path ("NAME-VERSION[-PLATFORM].gem", the vendor/cache name).
+	// Pin), Path ("NAME-VERSION[-PLATFORM].gem", the vendor/cache name),
+	// Integrity (the CHECKSUMS sha256 as SRI, "sha256-<base64>", if any).
 	deps.Package
 	// Remote is the GEM section's remote in the lockfile.
 	Remote string `json:"remote"`
@@ -921,6 +924,8 @@ func (r *resolver) pinGem(s *Spec, mir *mirrors) (Gem, error) {
 	if c, ok := r.lf.Checksums[full]; ok && c.SHA256 != "" {
 		gm.Checksum = c.SHA256
 		gm.SHA256 = c.SHA256
+		raw, _ := hex.DecodeString(c.SHA256)
+		gm.Integrity = "sha256-" + base64.StdEncoding.EncodeToString(raw) // the shared pin's SRI spelling
 	}
 	return gm, nil
 }
