@@ -43,6 +43,7 @@ var allowed = map[string][]string{
 	"deps/yarn":           {"errs", "deps", "deps/npm"},
 	"deps/deb":            {"errs", "deps"},
 	"deps/install":        {"deps", "deps/deb"},
+	"deps/gem":            {"errs", "deps"},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
