@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 
 	bk "github.com/moby/buildkit/client/llb"
@@ -193,4 +194,164 @@ func accounts(db *recipe.DebianBase) accountsArg {
 		a.Users = append(a.Users, userArg{Name: u.Name, UID: u.UID, GID: u.GID, Home: u.Home, Shell: u.Shell})
 	}
 	return a
+}
+
+// DefaultBundlePath is where a Bundler layer installs gems when its env
+// sets no BUNDLE_PATH (as Docker's ruby images do).
+const DefaultBundlePath = "/usr/local/bundle"
+
+const gemMount = "/vmbuild-gem"
+
+// bundlePath is the layer's BUNDLE_PATH.
+func bundlePath(l recipe.Layer) string {
+	if p := l.Env["BUNDLE_PATH"]; p != "" {
+		return p
+	}
+	return DefaultBundlePath
+}
+
+// gemMirror is a Bundler layer's gem cache: the .gem files, and each git
+// gem's tree at its pinned commit in Bundler's vendor/cache layout.
+func gemMirror(l recipe.Layer, ld *lock.LayerDeps) bk.State {
+	st := mirror(fmt.Sprintf("[vmbuild] layer %s: %d pinned gems", l.Name, len(ld.Packages)), depsPackages(ld))
+	for _, gp := range ld.Git {
+		src := bk.Git(gp.Remote, "", bk.GitRef(gp.Revision), bk.GitChecksum(gp.Revision),
+			bk.WithCustomName(fmt.Sprintf("[vmbuild] fetch git gem %s@%s", gp.Name, shortHex(gp.Revision))))
+		st = st.File(bk.Copy(src, "/", "/"+gp.Path+"/", &bk.CopyInfo{CopyDirContentsOnly: true, CreateDestPath: true, CreatedTime: &LayerTime}),
+			bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s: git gem %s", l.Name, gp.Name)))
+	}
+	return st
+}
+
+// perGemInstalls installs each gem in a step of its own, bundix style: on
+// the base with the installs of the gems it requires present, so a native
+// extension compiles against them. Each result is the diff the install
+// made: a one-gem bump re-runs that gem's step (and those of the gems
+// that require it); every other gem is a cache hit.
+func (g *Graph) perGemInstalls(l recipe.Layer, ld *lock.LayerDeps, env []string) []bk.State {
+	byName := map[string]lock.PackagePin{}
+	for _, p := range ld.Packages {
+		byName[p.Name] = p
+	}
+	deps := map[string][]string{}
+	for _, p := range ld.Packages {
+		for _, r := range p.Requires {
+			if _, ok := byName[r]; ok {
+				deps[p.Name] = append(deps[p.Name], r)
+			}
+		}
+	}
+	steps := installSteps(ld, deps)
+	stepOf := map[string]int{}
+	for i, s := range steps {
+		for _, n := range s {
+			stepOf[n] = i
+		}
+	}
+	installs := make([]bk.State, len(steps))
+	bp := bundlePath(l)
+	for i, s := range steps {
+		// The installs of every gem these need, transitively.
+		need := map[int]bool{}
+		var walk func(n string)
+		walk = func(n string) {
+			for _, d := range deps[n] {
+				if j := stepOf[d]; j != i && !need[j] {
+					need[j] = true
+					walk(d)
+				}
+			}
+		}
+		for _, n := range s {
+			walk(n)
+		}
+		lowerParts := []bk.State{g.Base}
+		for j := range steps {
+			if need[j] {
+				lowerParts = append(lowerParts, installs[j])
+			}
+		}
+		lower := g.Base
+		if len(lowerParts) > 1 {
+			lower = bk.Merge(lowerParts, bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s: gems %s need", l.Name, strings.Join(s, ", "))))
+		}
+		// Only the base's ruby: a base of Debian packages may have no
+		// coreutils, so no env for gem's "#!/usr/bin/env ruby" (-S runs it
+		// with ruby whatever its first line).
+		script := `D=$(ruby -e 'print File.join(ENV["BUNDLE_PATH"], "ruby", RbConfig::CONFIG["ruby_version"])')` + "\n" +
+			`GEM_HOME="$D" GEM_PATH="$D" ruby -S gem install --local --ignore-dependencies --no-document --install-dir "$D"`
+		opts := []bk.RunOption{
+			bk.Dir("/"),
+			bk.Network(bk.NetModeNone),
+			bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s: gem install %s", l.Name, strings.Join(s, " "))),
+		}
+		for _, n := range s {
+			p := byName[n]
+			script += " " + gemMount + "/" + path.Base(p.Path)
+			opts = append(opts, bk.AddMount(gemMount+"/"+path.Base(p.Path), fetch("gem", p.Package), bk.SourcePath("/"+path.Base(p.Path)), bk.Readonly))
+		}
+		opts = append(opts, bk.Args([]string{"/bin/sh", "-ec", script}))
+		for _, e := range setEnv(env, "BUNDLE_PATH", bp) {
+			k, v, _ := strings.Cut(e, "=")
+			opts = append(opts, bk.AddEnv(k, v))
+		}
+		run := lower.Run(opts...)
+		installs[i] = bk.Diff(lower, run.Root(), bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s: gem %s installed", l.Name, strings.Join(s, " "))))
+	}
+	return installs
+}
+
+// installSteps orders the gems so each comes after those it requires; the
+// gems of a dependency cycle share a step (Tarjan's strongly connected
+// components, which come out dependencies first). Deterministic: gems are
+// visited by name.
+func installSteps(ld *lock.LayerDeps, deps map[string][]string) [][]string {
+	var names []string
+	for _, p := range ld.Packages {
+		names = append(names, p.Name)
+	}
+	sort.Strings(names)
+	index := map[string]int{}
+	low := map[string]int{}
+	on := map[string]bool{}
+	var stack []string
+	var out [][]string
+	n := 0
+	var visit func(v string)
+	visit = func(v string) {
+		index[v], low[v] = n, n
+		n++
+		stack = append(stack, v)
+		on[v] = true
+		ds := append([]string(nil), deps[v]...)
+		sort.Strings(ds)
+		for _, w := range ds {
+			if _, seen := index[w]; !seen {
+				visit(w)
+				low[v] = min(low[v], low[w])
+			} else if on[w] {
+				low[v] = min(low[v], index[w])
+			}
+		}
+		if low[v] == index[v] {
+			var comp []string
+			for {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				on[w] = false
+				comp = append(comp, w)
+				if w == v {
+					break
+				}
+			}
+			sort.Strings(comp)
+			out = append(out, comp)
+		}
+	}
+	for _, v := range names {
+		if _, seen := index[v]; !seen {
+			visit(v)
+		}
+	}
+	return out
 }

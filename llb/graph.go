@@ -328,12 +328,18 @@ func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) (LayerStep, e
 	for _, n := range needs {
 		parts = append(parts, outputs[n])
 	}
-	rootfs := bk.Merge(parts, bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s rootfs", l.Name)))
-
 	env := append([]string(nil), g.baseEnv()...)
 	for _, k := range recipe.SortedKeys(l.Env) {
 		env = setEnv(env, k, l.Env[k])
 	}
+	if d := l.Deps; d != nil && d.Manager == recipe.DepsBundler {
+		env = setEnv(env, "BUNDLE_PATH", bundlePath(l))
+		if ld, ok := g.Lock.DepsLock.LayerDeps(l.Name); ok && d.PerGem {
+			parts = append(parts, g.perGemInstalls(l, ld, env)...)
+		}
+	}
+	rootfs := bk.Merge(parts, bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s rootfs", l.Name)))
+
 	if l.SourceDateEpoch {
 		env = setEnv(env, "SOURCE_DATE_EPOCH", strconv.FormatInt(g.Lock.Epoch(), 10))
 	}
@@ -353,9 +359,13 @@ func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) (LayerStep, e
 		bk.WithCustomName(layerTitle(l)),
 	}
 	if depsSet != nil {
+		m := mirror(fmt.Sprintf("[vmbuild] layer %s: %d pinned packages (%s)", l.Name, len(depsSet.Packages), depsSet.Manager), depsPackages(depsSet))
+		if depsSet.Manager == "bundler" {
+			m = gemMirror(l, depsSet)
+		}
 		opts = append(opts,
 			bk.AddMount(helperMount, g.helper, bk.Readonly),
-			bk.AddMount(DepsMount, mirror(fmt.Sprintf("[vmbuild] layer %s: %d pinned packages (%s)", l.Name, len(depsSet.Packages), depsSet.Manager), depsPackages(depsSet)), bk.Readonly))
+			bk.AddMount(DepsMount, m, bk.Readonly))
 	}
 	for _, e := range env {
 		k, v, _ := strings.Cut(e, "=")

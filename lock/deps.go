@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/containerd/platforms"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/deps/deb"
+	"github.com/vmbuild/vmbuild/deps/gem"
 	"github.com/vmbuild/vmbuild/deps/npm"
 	"github.com/vmbuild/vmbuild/deps/yarn"
 	"github.com/vmbuild/vmbuild/errs"
@@ -222,9 +224,38 @@ func knownSums(prev *LayerDeps, next []deps.Package, tool *npm.Tool) map[string]
 	return known
 }
 
-// resolveGems pins a Bundler set.
+// resolveGems pins a Bundler set: the gems of the kept groups for the
+// target platform (the Gemfile read for its groups, never run), each
+// .gem by sha256 (CHECKSUMS when the lockfile has them, else downloaded
+// once), with the names of the gems each requires for the per-gem
+// install, and git gems by commit.
 func (res Resolver) resolveGems(ctx context.Context, d *recipe.Deps, fsys fs.FS, ld *LayerDeps, prev *LayerDeps, plat ocispec.Platform) (*LayerDeps, error) {
-	return nil, fmt.Errorf("%w: bundler is not supported yet", errs.ErrDependency)
+	opts := []gem.Option{gem.Without(d.Without...), gem.With(d.With...), gem.WithPlatform(plat, gem.Glibc), gem.WithLogger(res.log())}
+	if d.Registry != "" {
+		opts = append(opts, gem.WithMirror("all", d.Registry))
+	}
+	set, err := gem.Resolve(ctx, fsys, d.Lockfile, opts...)
+	if err != nil {
+		return nil, err
+	}
+	f := res.fetcher()
+	f.Known = knownSums(prev, set.Packages(), nil)
+	before, bytesBefore := f.Downloads()
+	if err := set.Pin(ctx, f, gem.PinUnhashed); err != nil {
+		return nil, err
+	}
+	after, bytesAfter := f.Downloads()
+	res.log().Info("pinned dependencies", "layer", ld.Layer, "manager", "bundler", "gems", len(set.Gems), "git", len(set.Git), "downloaded", after-before, "bytes", bytesAfter-bytesBefore)
+	ld.Manager = "bundler"
+	ld.Registry = d.Registry
+	for _, g := range set.Gems {
+		ld.Packages = append(ld.Packages, PackagePin{Package: g.Package, Requires: g.Deps})
+	}
+	sort.Slice(ld.Packages, func(i, j int) bool { return ld.Packages[i].Path < ld.Packages[j].Path })
+	for _, g := range set.Git {
+		ld.Git = append(ld.Git, GitPin{Name: g.Name, Version: g.Version, Remote: g.Remote, Revision: g.Revision, Path: g.CacheDir(), Glob: g.Glob})
+	}
+	return ld, nil
 }
 
 // resolveDebian pins the Debian base: InRelease verified against the
