@@ -241,6 +241,14 @@ func Diff(prev, next *Lock) []string {
 		if next.Frontend != nil {
 			out = append(out, fmt.Sprintf("frontend: %s", next.Frontend.Pinned()))
 		}
+		if d := next.Debian; d != nil {
+			out = append(out, fmt.Sprintf("debian base: %s %s index of %s, %d packages", d.Mirror, d.Suite, d.InRelease.Date.Format("2006-01-02"), d.Packages))
+		}
+		if dl := next.DepsLock; dl != nil {
+			for _, ld := range dl.Layers {
+				out = append(out, fmt.Sprintf("layer %s: %d %s packages from %s", ld.Layer, len(ld.Packages), ld.Manager, ld.Lockfile))
+			}
+		}
 		return out
 	}
 	if prev.Upstream.Commit != next.Upstream.Commit {
@@ -284,6 +292,10 @@ func Diff(prev, next *Lock) []string {
 	for name := range ppm {
 		out = append(out, fmt.Sprintf("patch %s: removed", name))
 	}
+	if a, b := prev.Debian, next.Debian; b != nil && (a == nil || a.InRelease.SHA256 != b.InRelease.SHA256) {
+		out = append(out, fmt.Sprintf("debian base: %s %s index of %s (%d packages)", b.Mirror, b.Suite, b.InRelease.Date.Format("2006-01-02"), b.Packages))
+	}
+	out = append(out, DiffDeps(prev.DepsLock, next.DepsLock)...)
 	if prev.Recipe.SHA256 != next.Recipe.SHA256 && len(out) == 0 {
 		out = append(out, "recipe: "+short(prev.Recipe.SHA256)+" → "+short(next.Recipe.SHA256))
 	}
