@@ -420,15 +420,23 @@ func (e *StepError) Is(target error) bool {
 	return target == errs.ErrBuildFailed
 }
 
-var digestMismatchRE = regexp.MustCompile(`digest mismatch for (\S+): (sha256:[0-9a-f]{64}) \(expected: (sha256:[0-9a-f]{64})\)`)
+// BuildKit's HTTP source says "digest mismatch for URL: GOT (expected:
+// WANT)" or "digest mismatch GOT: WANT".
+var (
+	digestMismatchURLRE = regexp.MustCompile(`digest mismatch for (\S+): (sha256:[0-9a-f]{64}) \(expected: (sha256:[0-9a-f]{64})\)`)
+	digestMismatchRE    = regexp.MustCompile(`digest mismatch (sha256:[0-9a-f]{64}): (sha256:[0-9a-f]{64})`)
+)
 
 // fetchError is a pinned download that failed: content other than the
 // pin's (a *deps.HashError naming package, URL and both digests) or an
 // unreachable URL.
-func fetchError(vertex, detail string, err error) error {
+func fetchError(vertex, detail string, l *lock.Lock, err error) error {
 	_, id, _ := strings.Cut(vertex, " ") // "npm express@5.2.1"
-	if m := digestMismatchRE.FindStringSubmatch(detail); m != nil {
+	if m := digestMismatchURLRE.FindStringSubmatch(detail); m != nil {
 		return fmt.Errorf("building: %w", &deps.HashError{Package: id, URL: redact.Text(m[1]), Source: "the lock's pin", Expected: m[3], Actual: m[2]})
+	}
+	if m := digestMismatchRE.FindStringSubmatch(detail); m != nil {
+		return fmt.Errorf("building: %w", &deps.HashError{Package: id, URL: redact.Text(l.DepsLock.URLOf(id, m[2])), Source: "the lock's pin", Expected: m[2], Actual: m[1]})
 	}
 	return &StepError{Step: "fetching " + vertex, Detail: shortBKError(redact.Text(detail)), Err: fmt.Errorf("%w: %w", errs.ErrDependency, err)}
 }
@@ -470,7 +478,7 @@ func explain(ctx context.Context, err error, g *vmllb.Graph, col *collector, r *
 		detail := v.Error
 		out := v.tail(20)
 		if pkg, found := strings.CutPrefix(v.Name, "[vmbuild] fetch "); found {
-			return fetchError(pkg, detail, err)
+			return fetchError(pkg, detail, l, err)
 		}
 		if ok {
 			switch st.Kind {

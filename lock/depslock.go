@@ -134,6 +134,33 @@ func (d *DepsLock) LayerDeps(layer string) (*LayerDeps, bool) {
 	return nil, false
 }
 
+// URLOf is the URL of the pinned download id (Package.ID()) with the
+// given digest ("sha256:…"), for messages; "" if none.
+func (d *DepsLock) URLOf(id, digest string) string {
+	if d == nil {
+		return ""
+	}
+	match := func(p deps.Package) bool { return p.ID() == id && p.Digest() == digest }
+	if d.Base != nil {
+		for _, p := range d.Base.Packages {
+			if match(p) {
+				return p.URL
+			}
+		}
+	}
+	for _, l := range d.Layers {
+		if l.Tool != nil && match(l.Tool.Package) {
+			return l.Tool.URL
+		}
+		for _, p := range l.Packages {
+			if match(p.Package) {
+				return p.URL
+			}
+		}
+	}
+	return ""
+}
+
 // Marshal renders the file: indented JSON, except that each package is one
 // line.
 func (d *DepsLock) Marshal() ([]byte, error) {

@@ -189,8 +189,9 @@ func V1MirrorName(resolved string) (string, error) {
 
 // resolveV1 is Resolve for a Yarn v1 lockfile, scoped as `yarn install
 // --frozen-lockfile [--production]`: the root package.json's
-// dependencies, optionalDependencies and devDependencies (not with
-// Production) and those of every workspace its "workspaces" globs name.
+// dependencies, optionalDependencies and devDependencies (with
+// Production too: Yarn v1 may fetch them before it decides what to link)
+// and those of every workspace its "workspaces" globs name.
 //
 // Yarn v1 fetches a package before it knows the package's os/cpu (its
 // lockfile does not record them) and so fetches optional packages for
@@ -262,9 +263,11 @@ func resolveV1(ctx context.Context, fsys fs.FS, lockfile string, raw []byte, opt
 		}
 		add(m.Dependencies, false)
 		add(m.OptionalDependencies, true)
-		if !opts.Production {
-			add(m.DevDependencies, false)
-		}
+		// Yarn v1 may fetch devDependencies even with --production (it
+		// leaves them out when linking node_modules): with yarn 1.22.22,
+		// `install --offline --production` asks for a top-level
+		// devDependency's tarball. They are pinned either way.
+		add(m.DevDependencies, false)
 	}
 	var c collector
 	seen := map[*v1Entry]bool{}

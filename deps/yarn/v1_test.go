@@ -64,15 +64,13 @@ func TestV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range prod.Packages {
-		if p.Name == "is-odd" || p.ID() == "is-number@6.0.0" { // is-number@7 is also chokidar's
-			t.Errorf("production has %s", p.ID())
-		}
 		if !strings.HasPrefix(p.URL, "https://registry.npmjs.org/") {
 			t.Errorf("registry not moved: %s", p.URL)
 		}
 	}
-	if len(s.Packages) != 53 || len(prod.Packages) != 51 {
-		t.Errorf("v1: %d packages, %d in production; want 53, 51", len(s.Packages), len(prod.Packages))
+	// Production keeps the devDependencies: Yarn v1 may fetch them.
+	if len(s.Packages) != 53 || len(prod.Packages) != 53 {
+		t.Errorf("v1: %d packages, %d in production; want 53, 53", len(s.Packages), len(prod.Packages))
 	}
 	if _, err := Resolve(context.Background(), fsys, "yarn.lock", npm.Options{Workspaces: []string{"@fixture/app"}}); !errors.Is(err, errs.ErrDependency) {
 		t.Errorf("workspaces with v1: %v", err)
@@ -199,6 +197,11 @@ func TestV1Offline(t *testing.T) {
 			// time older than the modification time).
 			if !atimeWorks(t, dir) {
 				t.Logf("access times are not updated here: not checking that every tarball was read")
+				return
+			}
+			if tc.opts.Production {
+				// The set is a superset there: Yarn v1 reads some
+				// devDependencies' tarballs with --production, not all.
 				return
 			}
 			unread := 0

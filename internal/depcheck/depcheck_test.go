@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
-	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry", "buildkit"},
+	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry", "buildkit", "deps", "deps/deb"},
 	"internal/testenv/detgit": {"errs"},
 	"deps/internal/jstest":    {"deps"},
 }
