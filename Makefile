@@ -85,6 +85,7 @@ demo-inputs:
 # deps, then tools, build and a warm-up of the module's build cache side by
 # side, then hack/test.sh.
 test: deps
+	@hack/install-deps.sh --test
 	@$(MAKE) -s --no-print-directory -j$(JOBS) $(TOOLS) build warm-cache
 	hack/test.sh
 

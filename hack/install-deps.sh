@@ -9,6 +9,14 @@
 #   git             git daemon for tests, BuildKit's git source, demo upstream
 #   ca-certificates TLS to registries and the Go module proxy
 #   make            `make deps|tools|build|demo|test`
+#
+# and for the tests only (hack/install-deps.sh --test, as `make test` runs
+# it):
+#   ruby            gem build: the hermetic Bundler test's gems
+#   redis-server    the Mastodon streaming end-to-end test's Redis
+#   postgresql      and its PostgreSQL (initdb, postgres, psql)
+#   nodejs npm      deps/npm and deps/yarn prove their sets with real
+#                   npm and Yarn on the host
 set -eu
 
 missing=""
@@ -21,6 +29,14 @@ pkg_installed busybox-static || missing="$missing busybox-static"
 command -v git >/dev/null 2>&1 || missing="$missing git"
 pkg_installed ca-certificates || [ -s /etc/ssl/certs/ca-certificates.crt ] || missing="$missing ca-certificates"
 command -v make >/dev/null 2>&1 || missing="$missing make"
+if [ "${1:-}" = "--test" ]; then
+	command -v gem >/dev/null 2>&1 || missing="$missing ruby"
+	command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+	command -v psql >/dev/null 2>&1 || missing="$missing postgresql-client"
+	command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+	command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 
 [ -z "$missing" ] && exit 0
 

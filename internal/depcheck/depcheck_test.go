@@ -44,6 +44,7 @@ var allowed = map[string][]string{
 	"deps/deb":            {"errs", "deps"},
 	"deps/install":        {"deps", "deps/deb"},
 	"deps/gem":            {"errs", "deps"},
+	"sbom":                {},
 	// Test and tooling support (never imported by library code).
 	"internal/baseimage":      {"errs"},
 	"internal/testenv":        {"buildkit", "internal/baseimage", "internal/testenv/detgit", "internal/localsvc"},
