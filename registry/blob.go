@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/termsafe"
 )
 
 // resolver returns a fresh containerd resolver (fresh push tracker) over
@@ -147,7 +148,9 @@ func (c *Client) pushBlobOnce(ctx context.Context, rn repoName, desc ocispec.Des
 	return nil
 }
 
-// classify maps containerd errors onto the errs catalogue.
+// classify maps containerd errors onto the errs catalogue. containerd's
+// errors carry the registry's status line and error messages: their text
+// is escaped (termsafe) and their chain kept.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -159,14 +162,21 @@ func classify(err error) error {
 		return err
 	}
 	if errdefs.IsNotFound(err) {
-		return fmt.Errorf("%w: %w", errs.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", errs.ErrNotFound, remoteText{err})
 	}
 	var ue remoteerrors.ErrUnexpectedStatus
 	if errors.As(err, &ue) && ue.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %w", errs.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", errs.ErrNotFound, remoteText{err})
 	}
-	return fmt.Errorf("%w: %w", errs.ErrRegistry, err)
+	return fmt.Errorf("%w: %w", errs.ErrRegistry, remoteText{err})
 }
+
+// remoteText is an error whose message may carry a registry's text: it
+// prints escaped and unwraps to the original.
+type remoteText struct{ err error }
+
+func (e remoteText) Error() string { return termsafe.Text(e.err.Error()) }
+func (e remoteText) Unwrap() error { return e.err }
 
 // retryableErr reports whether a failed operation may succeed if retried.
 func retryableErr(err error) bool {

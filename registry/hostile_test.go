@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -318,5 +319,51 @@ func TestReferrersAPIPagination(t *testing.T) {
 	var le *errs.LimitError
 	if !errors.As(err, &le) || le.Limit != "referrers count (1)" {
 		t.Fatalf("MaxReferrers: %v", err)
+	}
+}
+
+// A registry's error body, status line and headers are remote text: what
+// reaches an error message must not carry terminal controls (ESC, the
+// one-byte CSI U+009B, other C1 controls, bidi overrides).
+func TestHostileErrorTextEscaped(t *testing.T) {
+	evil := "\x1b]0;pwned\x07\x1b[2J \u009b31m \u0085 \u202eevil\u202c \u2066x\u2069 \u200f\u061c"
+	host := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.Contains(r.URL.Path, "/tags/list"):
+			w.Header().Set("Link", "<http://evil\u202e.example/v2/x/tags/list?n=1>; rel=\"next\"")
+			fmt.Fprint(w, `{"tags":["a"]}`)
+		case strings.Contains(r.URL.Path, "/manifests/json"):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			m, _ := json.Marshal(evil)
+			fmt.Fprintf(w, `{"errors":[{"code":"DENIED","message":%s}]}`, m)
+		default:
+			w.WriteHeader(http.StatusTeapot)
+			fmt.Fprint(w, evil)
+		}
+	})
+	c := fastClient()
+	ctx := context.Background()
+	var got []error
+	_, _, err := c.FetchManifest(ctx, host+"/x:raw")
+	got = append(got, err)
+	_, _, err = c.FetchManifest(ctx, host+"/x:json")
+	got = append(got, err)
+	_, err = c.ListTags(ctx, host+"/x")
+	got = append(got, err)
+	for i, err := range got {
+		if err == nil {
+			t.Fatalf("case %d: no error", i)
+		}
+		msg := err.Error()
+		for _, r := range msg {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x200e || r == 0x200f || r == 0x061c {
+				t.Errorf("case %d: error carries %U raw: %q", i, r, msg)
+				break
+			}
+		}
+	}
+	if !strings.Contains(got[0].Error(), `\x1b`) || !strings.Contains(got[0].Error(), `\u009b`) {
+		t.Errorf("escaped body not shown: %v", got[0])
 	}
 }

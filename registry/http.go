@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/redact"
+	"github.com/vmbuild/vmbuild/internal/termsafe"
 )
 
 // repoName is a parsed repository: registry domain and path.
@@ -176,7 +177,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 
 // statusError turns a non-success response into an error classified with
 // errs.ErrNotFound (404) or errs.ErrRegistry (everything else), including
-// the registry's error message (bounded).
+// the registry's error message (bounded, terminal controls escaped).
 func statusError(what string, resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	msg := strings.TrimSpace(string(b))
@@ -194,11 +195,13 @@ func statusError(what string, resp *http.Response) error {
 		msg = strings.Join(parts, "; ")
 	}
 	if len(msg) > 300 {
-		msg = msg[:300] + "…"
+		msg = strings.ToValidUTF8(msg[:300], "") + "…"
 	}
-	detail := resp.Status
+	// Everything here is the registry's text: escaped before it can
+	// reach a terminal.
+	detail := termsafe.Text(resp.Status)
 	if msg != "" {
-		detail += ": " + msg
+		detail += ": " + termsafe.Text(msg)
 	}
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%s: %s: %w", what, detail, errs.ErrNotFound)

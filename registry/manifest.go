@@ -236,7 +236,7 @@ func (c *Client) PushManifest(ctx context.Context, ref string, mediaType string,
 		return ocispec.Descriptor{}, statusError("pushing manifest "+ref, resp)
 	}
 	if hdr := resp.Header.Get("Docker-Content-Digest"); hdr != "" && hdr != desc.Digest.String() {
-		return ocispec.Descriptor{}, fmt.Errorf("pushing manifest %s: registry stored digest %s, expected %s: %w", ref, hdr, desc.Digest, errs.ErrRegistry)
+		return ocispec.Descriptor{}, fmt.Errorf("pushing manifest %s: registry stored digest %q, expected %s: %w", ref, hdr, desc.Digest, errs.ErrRegistry)
 	}
 	if doc.Subject != nil && resp.Header.Get("OCI-Subject") == "" {
 		entry := desc

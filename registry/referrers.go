@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/termsafe"
 )
 
 var versioned2 = specs.Versioned{SchemaVersion: 2}
@@ -117,7 +118,7 @@ func (c *Client) referrersAPI(ctx context.Context, r repoName, subject digest.Di
 			return all, true, nil
 		}
 		if next.Host != resp.Request.URL.Host || next.Scheme != resp.Request.URL.Scheme {
-			return nil, true, fmt.Errorf("listing referrers of %s: registry paginates to another host %s: %w", subject, next.Host, errs.ErrRegistry)
+			return nil, true, fmt.Errorf("listing referrers of %s: registry paginates to another host %s: %w", subject, termsafe.Text(next.Host), errs.ErrRegistry)
 		}
 		req = request{method: http.MethodGet, repo: r, header: h, rawURL: next.String()}
 	}
