@@ -34,7 +34,8 @@ type Options struct {
 	// Signer signs the image and the provenance. Required.
 	Signer *sign.Signer
 	// Formats selects cosign's tag scheme, OCI 1.1 referrers with Sigstore
-	// bundles, or both (the default, sign.FormatAll).
+	// bundles, or both; default sign.FormatDefault (the tags, which
+	// cosign v2 and v3 both verify offline with their standard commands).
 	Formats sign.Format
 	// BuilderID is recorded as runDetails.builder.id; default
 	// provenance.DefaultBuilderID.
@@ -239,7 +240,7 @@ func equivalentAttestation(ctx context.Context, opts Options, repo string, res *
 	}
 	formats := opts.Formats
 	if formats == 0 {
-		formats = sign.FormatAll
+		formats = sign.FormatDefault
 	}
 	found := sign.Format(0)
 	out := sign.Result{Subject: res.Digest}

@@ -114,16 +114,15 @@ func TestStockCosignVerifies(t *testing.T) {
 		t.Fatalf("tags %v", rep.Tags)
 	}
 	ref := repo + "@" + res.Digest.String()
-	for _, c := range []struct {
-		bin   string
-		extra []string
-	}{{"cosign3", nil}, {"cosign", []string{"--trusted-root", "trusted_root.json"}}} {
+	// The default publication: the standard offline key-based commands of
+	// both cosign v2 and v3, as they are (#15.9).
+	for _, bin := range []string{"cosign", "cosign3"} {
 		for _, verb := range []string{"verify", "verify-attestation"} {
-			if out, err := e.cosign(t, c.bin, remoteArgs(verb, "vmbuild.pub", ref, c.extra...)...); err != nil {
-				t.Errorf("%s %s: %v\n%s", c.bin, verb, err, out)
+			if out, err := e.cosign(t, bin, remoteArgs(verb, "vmbuild.pub", ref)...); err != nil {
+				t.Errorf("%s %s (default format): %v\n%s", bin, verb, err, out)
 			}
-			if out, err := e.cosign(t, c.bin, remoteArgs(verb, "other.pub", ref, c.extra...)...); err == nil {
-				t.Errorf("%s %s accepted another key:\n%s", c.bin, verb, out)
+			if out, err := e.cosign(t, bin, remoteArgs(verb, "other.pub", ref)...); err == nil {
+				t.Errorf("%s %s accepted another key:\n%s", bin, verb, out)
 			}
 		}
 	}
@@ -136,19 +135,29 @@ func TestStockCosignVerifies(t *testing.T) {
 		t.Errorf("statement lacks commit or patch digest: %s", rep.Statement)
 	}
 
-	// Legacy format only: cosign v2's own offline command, as is.
-	legacyRepo := e.Reg.Ref("interop-legacy")
-	o.Output = build.Output{PushRepo: legacyRepo}
-	lres, err := build.Build(ctx, r, l, o)
+	// Both formats (the bundle format stays available): cosign v3 as is,
+	// cosign v2 with a trusted root (why this is not the default).
+	allRepo := e.Reg.Ref("interop-all")
+	o.Output = build.Output{PushRepo: allRepo}
+	ares, err := build.Build(ctx, r, l, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := publish.Push(ctx, legacyRepo, []string{"latest"}, r, l, lres, publish.Options{Registry: e.Registry(), Signer: e.signer, Formats: sign.FormatLegacy}); err != nil {
+	if _, err := publish.Push(ctx, allRepo, []string{"latest"}, r, l, ares, publish.Options{Registry: e.Registry(), Signer: e.signer, Formats: sign.FormatAll}); err != nil {
 		t.Fatal(err)
 	}
-	for _, verb := range []string{"verify", "verify-attestation"} {
-		if out, err := e.cosign(t, "cosign", remoteArgs(verb, "vmbuild.pub", legacyRepo+"@"+lres.Digest.String())...); err != nil {
-			t.Errorf("cosign v2 %s (legacy): %v\n%s", verb, err, out)
+	allRef := allRepo + "@" + ares.Digest.String()
+	for _, c := range []struct {
+		bin   string
+		extra []string
+	}{{"cosign3", nil}, {"cosign", []string{"--trusted-root", "trusted_root.json"}}} {
+		for _, verb := range []string{"verify", "verify-attestation"} {
+			if out, err := e.cosign(t, c.bin, remoteArgs(verb, "vmbuild.pub", allRef, c.extra...)...); err != nil {
+				t.Errorf("%s %s (all formats): %v\n%s", c.bin, verb, err, out)
+			}
+			if out, err := e.cosign(t, c.bin, remoteArgs(verb, "other.pub", allRef, c.extra...)...); err == nil {
+				t.Errorf("%s %s accepted another key:\n%s", c.bin, verb, out)
+			}
 		}
 	}
 

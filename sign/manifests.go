@@ -21,8 +21,15 @@ const (
 	FormatLegacy Format = 1 << iota
 	// FormatBundle is a Sigstore bundle v0.3 in an OCI 1.1 referrer.
 	FormatBundle
-	// FormatAll is both; the default.
+	// FormatAll is both.
 	FormatAll = FormatLegacy | FormatBundle
+	// FormatDefault is what is published when no format is chosen:
+	// cosign's tag scheme, which the standard offline key-based commands
+	// of both cosign v2 and v3 verify (`cosign verify --key K
+	// --insecure-ignore-tlog IMAGE`). With a bundle referrer present,
+	// cosign v2.6 takes the bundle path and then needs a Sigstore trusted
+	// root, so FormatAll and FormatBundle are opt-in.
+	FormatDefault = FormatLegacy
 )
 
 func (f Format) String() string {

@@ -54,7 +54,7 @@ type Publisher struct {
 // PublisherOption configures a Publisher.
 type PublisherOption func(*Publisher)
 
-// WithFormats chooses the formats written (default FormatAll).
+// WithFormats chooses the formats written (default FormatDefault).
 func WithFormats(f Format) PublisherOption {
 	return func(p *Publisher) {
 		if f&FormatAll != 0 {
@@ -91,7 +91,7 @@ func WithIdentity(dockerReference string) PublisherOption {
 
 // NewPublisher returns a Publisher writing through c.
 func NewPublisher(c *registry.Client, opts ...PublisherOption) *Publisher {
-	p := &Publisher{client: c, log: slog.New(slog.DiscardHandler), formats: FormatAll, now: time.Now, limits: DefaultLimits()}
+	p := &Publisher{client: c, log: slog.New(slog.DiscardHandler), formats: FormatDefault, now: time.Now, limits: DefaultLimits()}
 	for _, o := range opts {
 		o(p)
 	}

@@ -26,7 +26,7 @@ func (s *signFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.key, "key", "", "cosign private key to sign the image and its provenance (password from $COSIGN_PASSWORD or a prompt)")
 	fs.BoolVar(&s.noSign, "no-sign", false, "push without signature or provenance (not recommended)")
 	fs.StringVar(&s.builderID, "builder-id", "", "builder.id recorded in the provenance (default "+defaultBuilderID+")")
-	fs.StringVar(&s.format, "signature-format", "all", "where signatures go: all (cosign's .sig/.att tags and OCI 1.1 referrers with Sigstore bundles), legacy (tags only), bundle (referrers only)")
+	fs.StringVar(&s.format, "signature-format", "legacy", "where signatures go: legacy (cosign's .sig/.att tags, which cosign v2 and v3 verify offline with --key alone), bundle (OCI 1.1 referrers with Sigstore bundles; cosign v2 then needs --trusted-root), all (both)")
 }
 
 const defaultBuilderID = "https://github.com/vmbuild/vmbuild/builders/local@v1"
@@ -50,10 +50,10 @@ func (s *signFlags) validate() error {
 
 func (s *signFlags) formats() (sign.Format, error) {
 	switch s.format {
-	case "all", "":
-		return sign.FormatAll, nil
-	case "legacy":
+	case "legacy", "":
 		return sign.FormatLegacy, nil
+	case "all":
+		return sign.FormatAll, nil
 	case "bundle":
 		return sign.FormatBundle, nil
 	}
