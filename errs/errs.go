@@ -39,8 +39,13 @@ var (
 	ErrUnsafePatch = errors.New("unsafe patch")
 	// ErrRegistry: a registry request failed (transport, auth, 5xx).
 	ErrRegistry = errors.New("registry error")
-	// ErrNotFound: a registry object (manifest, tag, blob) does not exist.
+	// ErrNotFound: a registry or OCI layout object (manifest, tag, blob)
+	// does not exist.
 	ErrNotFound = errors.New("not found")
+	// ErrLayout: an OCI image layout is malformed: a file that is not a
+	// regular file, content that does not match its digest, an index.json
+	// or oci-layout file that does not parse.
+	ErrLayout = errors.New("OCI layout error")
 	// ErrLimitExceeded: a size, count or time limit was hit while reading
 	// untrusted data.
 	ErrLimitExceeded = errors.New("limit exceeded")
