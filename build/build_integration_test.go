@@ -18,6 +18,7 @@ import (
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -51,7 +52,11 @@ func TestBuildOCIAndPush(t *testing.T) {
 	if len(res.Patches) != 2 || res.Patches[0].Status != "applied" || res.Patches[1].Files == nil {
 		t.Fatalf("patch reports %+v", res.Patches)
 	}
-	idx, err := lock.ReadLayoutIndex(layout)
+	lay, err := store.OpenLayout(ctx, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := lay.Index(ctx)
 	if err != nil || len(idx.Manifests) != 1 || idx.Manifests[0].Digest != res.Digest {
 		t.Fatalf("layout index %+v %v", idx, err)
 	}
@@ -100,7 +105,7 @@ func TestBuildOCIAndPush(t *testing.T) {
 	if got := layerOf(t, res2, "layer-output/bundle"); got != bundleDigest {
 		t.Errorf("bundle layer blob changed: %s → %s", bundleDigest, got)
 	}
-	idx, _ = lock.ReadLayoutIndex(layout)
+	idx, _ = lay.Index(ctx)
 	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != res2.Digest {
 		t.Errorf("the layout's latest tag should point at the new build: %+v", idx.Manifests)
 	}

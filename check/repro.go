@@ -19,8 +19,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/plugins/content/local"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // FileEntry is one file of a layer, as compared.
@@ -158,11 +157,11 @@ func Compare(ctx context.Context, dirA string, a *build.Result, dirB string, b *
 			steps[s.LayerDigest] = s.ID
 		}
 	}
-	sa, err := local.NewStore(dirA)
+	sa, err := store.OpenLayout(ctx, dirA)
 	if err != nil {
 		return res, err
 	}
-	sb, err := local.NewStore(dirB)
+	sb, err := store.OpenLayout(ctx, dirB)
 	if err != nil {
 		return res, err
 	}
@@ -193,17 +192,17 @@ func Compare(ctx context.Context, dirA string, a *build.Result, dirB string, b *
 	return res, nil
 }
 
-func layerFiles(ctx context.Context, store content.Store, desc ocispec.Descriptor) (map[string]FileEntry, error) {
+func layerFiles(ctx context.Context, l *store.Layout, desc ocispec.Descriptor) (map[string]FileEntry, error) {
 	out := map[string]FileEntry{}
 	if desc.Digest == "" {
 		return out, nil
 	}
-	ra, err := store.ReaderAt(ctx, desc)
+	rc, err := l.Open(ctx, desc)
 	if err != nil {
 		return nil, err
 	}
-	defer ra.Close()
-	var r io.Reader = content.NewReader(ra)
+	defer rc.Close()
+	var r io.Reader = rc
 	if strings.Contains(desc.MediaType, "gzip") {
 		zr, err := gzip.NewReader(r)
 		if err != nil {
@@ -240,6 +239,13 @@ func layerFiles(ctx context.Context, store content.Store, desc ocispec.Descripto
 			e.Type = fmt.Sprintf("type-%c", h.Typeflag)
 		}
 		out[h.Name] = e
+	}
+	// Read to the end, so that the layer's digest is checked.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -4,20 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
-	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // ManifestFetcher reads a manifest or index from a registry, verifying its
@@ -32,8 +28,9 @@ type ImageResolver interface {
 }
 
 // Images resolves registry references through a ManifestFetcher and
-// oci-layout:// references from local OCI image layouts (relative layout
-// paths resolve against BaseDir).
+// oci-layout:// references from local OCI image layouts, read through
+// store.Layout with its limits (relative layout paths resolve against
+// BaseDir).
 type Images struct {
 	Registry ManifestFetcher
 	BaseDir  string
@@ -118,54 +115,25 @@ func (im Images) resolveLayout(ctx context.Context, ref string, platform ocispec
 	if err != nil {
 		return ImagePin{}, fmt.Errorf("resolving image %s: %w: %v", ref, errs.ErrImageResolve, err)
 	}
-	idx, err := ReadLayoutIndex(dir)
+	l, err := store.OpenLayout(ctx, dir)
 	if err != nil {
 		return ImagePin{}, fmt.Errorf("resolving image %s: %w: %w", ref, errs.ErrImageResolve, err)
 	}
-	var found *ocispec.Descriptor
-	for i, m := range idx.Manifests {
-		if dgst != "" && m.Digest.String() == dgst || dgst == "" && m.Annotations[ocispec.AnnotationRefName] == tag {
-			found = &idx.Manifests[i]
-			break
-		}
+	want := tag
+	if dgst != "" {
+		want = dgst
 	}
-	if found == nil {
-		what := "tag " + tag
-		if dgst != "" {
-			what = "digest " + dgst
-		}
-		return ImagePin{}, fmt.Errorf("resolving image %s: %w: the layout at %s has no %s", ref, errs.ErrImageResolve, dir, what)
+	found, err := l.Resolve(ctx, want)
+	if err != nil {
+		return ImagePin{}, fmt.Errorf("resolving image %s: %w: %w", ref, errs.ErrImageResolve, err)
+	}
+	b, desc, err := l.Manifest(ctx, found.Digest.String())
+	if err != nil {
+		return ImagePin{}, fmt.Errorf("resolving image %s: %w: %w", ref, errs.ErrImageResolve, err)
 	}
 	pin := ImagePin{Ref: ref, Digest: found.Digest.String()}
-	store, err := local.NewStore(dir)
-	if err != nil {
-		return ImagePin{}, fmt.Errorf("resolving image %s: %w", ref, err)
-	}
-	b, err := content.ReadBlob(ctx, store, *found)
-	if err != nil {
-		return ImagePin{}, fmt.Errorf("resolving image %s: %w: reading %s: %v", ref, errs.ErrImageResolve, found.Digest, err)
-	}
-	if digest.FromBytes(b) != found.Digest {
-		return ImagePin{}, fmt.Errorf("resolving image %s: %w: blob %s does not match its digest", ref, errs.ErrImageResolve, found.Digest)
-	}
-	if err := fillPlatforms(&pin, found.MediaType, b, platform); err != nil {
+	if err := fillPlatforms(&pin, desc.MediaType, b, platform); err != nil {
 		return ImagePin{}, fmt.Errorf("resolving image %s: %w", ref, err)
 	}
 	return pin, nil
-}
-
-// ReadLayoutIndex reads an OCI image layout's index.json.
-func ReadLayoutIndex(dir string) (*ocispec.Index, error) {
-	if _, err := os.Stat(filepath.Join(dir, ocispec.ImageLayoutFile)); err != nil {
-		return nil, fmt.Errorf("%s is not an OCI image layout (no %s)", dir, ocispec.ImageLayoutFile)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, ocispec.ImageIndexFile))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", ocispec.ImageIndexFile, err)
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, fmt.Errorf("parsing %s/%s: %w", dir, ocispec.ImageIndexFile, err)
-	}
-	return &idx, nil
 }

@@ -3,7 +3,9 @@
 // its SLSA provenance is attested, and only then do tags move. If signing
 // or attesting fails no tag moves, and the error says what was and was not
 // published; running the same publish again completes it without
-// duplicating signatures (the sign package is idempotent).
+// duplicating signatures (the sign package is idempotent). It publishes
+// into any store.Store, a registry repository or an OCI layout, through
+// one code path; [Publisher] is the seam for what sits on top.
 package publish
 
 import (
@@ -19,19 +21,21 @@ import (
 	"strings"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/recipe"
-	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // Options configure publishing.
 type Options struct {
-	Registry *registry.Client
-	// Signer signs the image and the provenance. Required.
+	// Signer signs the image and the provenance. Without one, publishing
+	// only moves tags (and logs a warning).
 	Signer *sign.Signer
 	// Formats selects cosign's tag scheme, OCI 1.1 referrers with Sigstore
 	// bundles, or both; default sign.FormatDefault (the tags, which
@@ -129,41 +133,67 @@ func invocationID() string {
 	return hex.EncodeToString(b)
 }
 
-// Push signs and attests repo@res.Digest (already pushed by the build),
-// then moves tags. It never moves a tag when signing or attesting failed.
-func Push(ctx context.Context, repo string, tags []string, r *recipe.Recipe, l *lock.Lock, res *build.Result, opts Options) (*Report, error) {
-	if opts.Signer == nil {
-		return nil, fmt.Errorf("publishing: %w: no signing key", errs.ErrUsage)
+// Publisher publishes a built image in a store: the seam through which
+// track and the CLI publish, in the manner of ko's publish.Interface, so
+// that what sits on top can be tested without a registry.
+type Publisher interface {
+	// Publish signs and attests res.Digest, already in st (pushed by
+	// digest, or exported into the layout), then moves tags; it never
+	// moves a tag when signing or attesting failed. An incomplete publish
+	// is an *Error.
+	Publish(ctx context.Context, st store.Store, tags []string, r *recipe.Recipe, l *lock.Lock, res *build.Result) (*Report, error)
+}
+
+// New returns the Publisher that signs with opts.Signer. Without a
+// signer it only moves tags, and logs a warning: the image carries no
+// signature and no provenance.
+func New(opts Options) Publisher {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Formats == 0 {
+		opts.Formats = sign.FormatDefault
+	}
+	return &publisher{opts: opts}
+}
+
+type publisher struct{ opts Options }
+
+func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, r *recipe.Recipe, l *lock.Lock, res *build.Result) (*Report, error) {
+	opts := p.opts
 	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	ref := repo + "@" + res.Digest.String()
+	ref := st.String() + "@" + res.Digest.String()
 	rep := &Report{Image: ref}
 	notTags := make([]string, len(tags))
 	for i, t := range tags {
 		notTags[i] = "tag " + t
 	}
-	stmt, err := Statement(r, l, res, repo, opts.BuilderID)
+	if opts.Signer == nil {
+		log.Warn("publishing without signature or provenance", "image", ref)
+		return rep, moveTags(ctx, st, tags, res, rep, nil, notTags, log)
+	}
+	subject := st.Repository()
+	if subject == "" {
+		subject = r.Name // a layout: the recipe names the image
+	}
+	stmt, err := Statement(r, l, res, subject, opts.BuilderID)
 	if err != nil {
 		return rep, &Error{Image: ref, Step: "building provenance", Done: []string{"image (by digest)"}, NotDone: append([]string{"signature", "provenance attestation"}, notTags...), Err: err}
 	}
 	rep.Statement = stmt
-	var popts []sign.PublisherOption
-	if opts.Formats != 0 {
-		popts = append(popts, sign.WithFormats(opts.Formats))
+	a := sign.NewAttacher(sign.WithFormats(opts.Formats), sign.WithLogger(log))
+	img := res.Descriptor
+	if img.Digest != res.Digest {
+		img = ocispec.Descriptor{Digest: res.Digest}
 	}
-	popts = append(popts, sign.WithLogger(log))
-	pub := sign.NewPublisher(opts.Registry, popts...)
-	sres, err := pub.SignImage(ctx, ref, opts.Signer)
+	sres, err := a.Sign(ctx, st, img, opts.Signer)
 	if err != nil {
 		return rep, &Error{Image: ref, Step: "signing", Done: []string{"image (by digest)"}, NotDone: append([]string{"signature", "provenance attestation"}, notTags...), Err: err}
 	}
 	rep.Signature = sres
 	log.Info("signed", "image", ref)
 	var ares sign.Result
-	if same, ok := equivalentAttestation(ctx, opts, repo, res, stmt); ok {
+	if same, ok := equivalentAttestation(ctx, st, opts, res, stmt); ok {
 		// The same build (same inputs, builder, BuildKit) already attested
 		// this image: keep that provenance instead of replacing it with
 		// one that differs only in its invocation id and times.
@@ -171,53 +201,32 @@ func Push(ctx context.Context, repo string, tags []string, r *recipe.Recipe, l *
 		rep.Statement = nil
 		log.Info("provenance of an equivalent build already attested; kept", "image", ref)
 	} else {
-		ares, err = pub.Attest(ctx, ref, stmt, opts.Signer)
+		ares, err = a.Attest(ctx, st, img, stmt, opts.Signer)
 	}
 	if err != nil {
 		return rep, &Error{Image: ref, Step: "attesting provenance", Done: []string{"image (by digest)", "signature"}, NotDone: append([]string{"provenance attestation"}, notTags...), Err: err}
 	}
 	rep.Attestation = ares
 	log.Info("attested SLSA provenance", "image", ref)
+	return rep, moveTags(ctx, st, tags, res, rep, []string{"image (by digest)", "signature", "provenance attestation"}, notTags, log)
+}
+
+// moveTags points tags at the image, in order.
+func moveTags(ctx context.Context, st store.Store, tags []string, res *build.Result, rep *Report, done, notTags []string, log *slog.Logger) error {
+	if done == nil {
+		done = []string{"image (by digest)"}
+	}
 	for i, t := range tags {
-		if err := opts.Registry.Tag(ctx, repo, res.Digest, t); err != nil {
-			done := []string{"image (by digest)", "signature", "provenance attestation"}
+		if err := st.Tag(ctx, res.Digest, t); err != nil {
 			for _, d := range tags[:i] {
 				done = append(done, "tag "+d)
 			}
-			return rep, &Error{Image: ref, Step: "moving tag " + t, Done: done, NotDone: notTags[i:], Err: err}
+			return &Error{Image: rep.Image, Step: "moving tag " + t, Done: done, NotDone: notTags[i:], Err: err}
 		}
-		rep.Tags = append(rep.Tags, repo+":"+t)
-		log.Info("tagged", "tag", repo+":"+t, "digest", res.Digest)
+		rep.Tags = append(rep.Tags, st.String()+":"+t)
+		log.Info("tagged", "tag", st.String()+":"+t, "digest", res.Digest)
 	}
-	return rep, nil
-}
-
-// Layout signs and attests the image in an OCI layout, where
-// `cosign verify --local-image DIR` reads them.
-func Layout(ctx context.Context, dir string, r *recipe.Recipe, l *lock.Lock, res *build.Result, opts Options) (*Report, error) {
-	if opts.Signer == nil {
-		return nil, fmt.Errorf("publishing: %w: no signing key", errs.ErrUsage)
-	}
-	subject := r.Name
-	rep := &Report{Image: dir + "@" + res.Digest.String()}
-	stmt, err := Statement(r, l, res, subject, opts.BuilderID)
-	if err != nil {
-		return rep, err
-	}
-	rep.Statement = stmt
-	var popts []sign.PublisherOption
-	if opts.Formats != 0 {
-		popts = append(popts, sign.WithFormats(opts.Formats))
-	}
-	if opts.Logger != nil {
-		popts = append(popts, sign.WithLogger(opts.Logger))
-	}
-	sres, err := sign.SignLayout(ctx, dir, res.Digest, opts.Signer, stmt, popts...)
-	if err != nil {
-		return rep, fmt.Errorf("signing the image in %s: %w", dir, err)
-	}
-	rep.Signature = sres
-	return rep, nil
+	return nil
 }
 
 // IsIncomplete reports whether err is an incomplete publish.
@@ -229,19 +238,16 @@ func IsIncomplete(err error) bool {
 // equivalentAttestation reports whether the image already carries, in
 // every requested format, a provenance attestation signed by our key that
 // records the same build as stmt (all but the invocation id and times).
-func equivalentAttestation(ctx context.Context, opts Options, repo string, res *build.Result, stmt []byte) (sign.Result, bool) {
+func equivalentAttestation(ctx context.Context, st store.Store, opts Options, res *build.Result, stmt []byte) (sign.Result, bool) {
 	want, err := provenance.Parse(stmt)
 	if err != nil {
 		return sign.Result{}, false
 	}
-	atts, err := sign.FetchAttestations(ctx, opts.Registry, repo, res.Digest)
+	atts, err := sign.FetchAttestations(ctx, st, res.Digest)
 	if err != nil {
 		return sign.Result{}, false
 	}
 	formats := opts.Formats
-	if formats == 0 {
-		formats = sign.FormatDefault
-	}
 	found := sign.Format(0)
 	out := sign.Result{Subject: res.Digest}
 	for _, a := range atts {

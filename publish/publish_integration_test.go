@@ -27,6 +27,7 @@ import (
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -106,7 +107,7 @@ func TestStockCosignVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := publish.Push(ctx, repo, []string{"latest", "sha-" + l.ShortCommit()}, r, l, res, publish.Options{Registry: e.Registry(), Signer: e.signer})
+	rep, err := pushTo(t, e.Registry(), repo, []string{"latest", "sha-" + l.ShortCommit()}, r, l, res, publish.Options{Signer: e.signer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestStockCosignVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := publish.Push(ctx, allRepo, []string{"latest"}, r, l, ares, publish.Options{Registry: e.Registry(), Signer: e.signer, Formats: sign.FormatAll}); err != nil {
+	if _, err := pushTo(t, e.Registry(), allRepo, []string{"latest"}, r, l, ares, publish.Options{Signer: e.signer, Formats: sign.FormatAll}); err != nil {
 		t.Fatal(err)
 	}
 	allRef := allRepo + "@" + ares.Digest.String()
@@ -171,7 +172,7 @@ func TestStockCosignVerifies(t *testing.T) {
 	if ores.Digest != res.Digest {
 		t.Errorf("layout digest %s != pushed %s", ores.Digest, res.Digest)
 	}
-	if _, err := publish.Layout(ctx, dir, r, l, ores, publish.Options{Signer: e.signer}); err != nil {
+	if _, err := publishLayout(t, dir, r, l, ores, publish.Options{Signer: e.signer}); err != nil {
 		t.Fatal(err)
 	}
 	for _, bin := range []string{"cosign", "cosign3"} {
@@ -217,8 +218,8 @@ func TestFailureBetweenPushAndSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := registry.New(registry.WithRetry(1, time.Millisecond))
-	popts := publish.Options{Registry: reg, Signer: e.signer, Formats: sign.FormatLegacy}
-	_, err = publish.Push(ctx, repo, []string{"latest"}, r, l, res, popts)
+	popts := publish.Options{Signer: e.signer, Formats: sign.FormatLegacy}
+	_, err = pushTo(t, reg, repo, []string{"latest"}, r, l, res, popts)
 	var pe *publish.Error
 	if !errors.As(err, &pe) || !errors.Is(err, errs.ErrPublish) {
 		t.Fatalf("got %v", err)
@@ -234,7 +235,7 @@ func TestFailureBetweenPushAndSign(t *testing.T) {
 
 	refuse.Store(false)
 	for i := 0; i < 2; i++ {
-		rep, err := publish.Push(ctx, repo, []string{"latest"}, r, l, res, popts)
+		rep, err := pushTo(t, reg, repo, []string{"latest"}, r, l, res, popts)
 		if err != nil {
 			t.Fatalf("re-run %d: %v", i, err)
 		}
@@ -254,14 +255,35 @@ func TestFailureBetweenPushAndSign(t *testing.T) {
 	if err != nil || desc.Digest != res.Digest {
 		t.Fatalf("latest = %v, %v", desc.Digest, err)
 	}
-	sigs, err := sign.FetchSignatures(ctx, reg, repo, res.Digest)
+	st, _ := store.NewRegistry(reg, repo)
+	sigs, err := sign.FetchSignatures(ctx, st, res.Digest)
 	if err != nil || len(sigs) != 1 {
 		t.Fatalf("%d signatures after three runs (want 1): %v", len(sigs), err)
 	}
-	atts, err := sign.FetchAttestations(ctx, reg, repo, res.Digest)
+	atts, err := sign.FetchAttestations(ctx, st, res.Digest)
 	if err != nil || len(atts) != 1 {
 		t.Fatalf("%d attestations after re-runs (want 1): %v", len(atts), err)
 	}
+}
+
+// pushTo publishes res, pushed by digest to repo, through publish.New.
+func pushTo(t *testing.T, c *registry.Client, repo string, tags []string, r *recipe.Recipe, l *lock.Lock, res *build.Result, opts publish.Options) (*publish.Report, error) {
+	t.Helper()
+	st, err := store.NewRegistry(c, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return publish.New(opts).Publish(context.Background(), st, tags, r, l, res)
+}
+
+// publishLayout publishes res, exported into the layout dir.
+func publishLayout(t *testing.T, dir string, r *recipe.Recipe, l *lock.Lock, res *build.Result, opts publish.Options) (*publish.Report, error) {
+	t.Helper()
+	st, err := store.OpenLayout(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return publish.New(opts).Publish(context.Background(), st, nil, r, l, res)
 }
 
 func contains(ss []string, s string) bool {
@@ -337,7 +359,7 @@ func TestNoCredentialsInProvenance(t *testing.T) {
 	if authorized.Load() == locked {
 		t.Error("BuildKit made no authorized request to the upstream")
 	}
-	rep, err := publish.Layout(ctx, dir, r, l, res, publish.Options{Signer: e.signer})
+	rep, err := publishLayout(t, dir, r, l, res, publish.Options{Signer: e.signer})
 	if err != nil {
 		t.Fatal(err)
 	}

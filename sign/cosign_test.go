@@ -14,6 +14,7 @@ import (
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // registryFlags are what stock cosign needs for a loopback http registry
@@ -31,7 +32,7 @@ func verifyAttArgs(pub, ref string, extra ...string) []string {
 // countLegacy returns the number of layers of the .sig or .att image.
 func countLegacy(t *testing.T, c *registry.Client, repo string, d digest.Digest, suffix string) int {
 	t.Helper()
-	b, _, err := c.FetchManifest(context.Background(), repo+":"+tagFor(d, suffix))
+	b, _, err := c.FetchManifest(context.Background(), repo+":"+store.CosignTag(d, suffix))
 	if err != nil {
 		t.Fatalf("fetching .%s: %v", suffix, err)
 	}
@@ -73,10 +74,10 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 	}
 	repo := reg.Ref("acme/app")
 
-	// 1. Both formats (the default).
+	// 1. Both formats.
 	ref, desc := pushTinyImage(t, c, repo, "both")
 	stmt := provenanceFor(t, repo, desc.Digest, "1")
-	p := NewPublisher(c, WithClock(func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) }))
+	p := newTestPublisher(c, WithFormats(FormatAll), WithClock(func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) }))
 	res, err := p.SignImage(ctx, ref, s)
 	if err != nil {
 		t.Fatalf("SignImage: %v", err)
@@ -111,7 +112,7 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 	mustFail(t, work, cosign, verifyAttArgs("other.pub", ref, "--trusted-root", "trusted_root.json")...)
 
 	// Our own read side finds both formats and verifies them.
-	sigs, err := FetchSignatures(ctx, c, repo, desc.Digest)
+	sigs, err := FetchSignatures(ctx, regStore(t, c, repo), desc.Digest)
 	if err != nil || len(sigs) != 2 {
 		t.Fatalf("FetchSignatures = %d, %v", len(sigs), err)
 	}
@@ -120,7 +121,7 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 			t.Fatalf("VerifyImageSignature(%v from %s): %v", sg.Format, sg.Source, err)
 		}
 	}
-	atts, err := FetchAttestations(ctx, c, repo, desc.Digest)
+	atts, err := FetchAttestations(ctx, regStore(t, c, repo), desc.Digest)
 	if err != nil || len(atts) != 2 {
 		t.Fatalf("FetchAttestations = %d, %v", len(atts), err)
 	}
@@ -154,7 +155,7 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 
 	// 2. Legacy format only: the exact commands, no trusted root needed.
 	lref, ldesc := pushTinyImage(t, c, repo, "legacy")
-	lp := NewPublisher(c, WithFormats(FormatLegacy))
+	lp := newTestPublisher(c, WithFormats(FormatLegacy))
 	if _, err := lp.SignImage(ctx, lref, s); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +183,7 @@ func TestCosignVerifiesRegistryPublication(t *testing.T) {
 
 	// 3. Bundle format only.
 	bref, bdesc := pushTinyImage(t, c, repo, "bundle")
-	bp := NewPublisher(c, WithFormats(FormatBundle))
+	bp := newTestPublisher(c, WithFormats(FormatBundle))
 	if _, err := bp.SignImage(ctx, bref, s); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +207,7 @@ func TestPublishIdempotent(t *testing.T) {
 	repo := reg.Ref("acme/idem")
 	ref, desc := pushTinyImage(t, c, repo, "v1")
 	stmt1 := provenanceFor(t, repo, desc.Digest, "1")
-	p := NewPublisher(c)
+	p := newTestPublisher(c, WithFormats(FormatAll))
 
 	for round := 0; round < 2; round++ {
 		rs, err := p.SignImage(ctx, ref, s)
@@ -254,7 +255,7 @@ func TestPublishIdempotent(t *testing.T) {
 	if got := countBundles(t, c, repo, desc.Digest); got[provenance.PredicateType] != 1 {
 		t.Fatalf("after replace: bundles %v", got)
 	}
-	atts, err := FetchAttestations(ctx, c, repo, desc.Digest)
+	atts, err := FetchAttestations(ctx, regStore(t, c, repo), desc.Digest)
 	if err != nil || len(atts) != 2 {
 		t.Fatalf("FetchAttestations: %d, %v", len(atts), err)
 	}
@@ -322,10 +323,10 @@ func TestCosignKeysInterop(t *testing.T) {
 	}
 	repo := reg.Ref("acme/keys")
 	ref, desc := pushTinyImage(t, c, repo, "v1")
-	if _, err := NewPublisher(c, WithFormats(FormatLegacy)).SignImage(ctx, ref, s); err != nil {
+	if _, err := newTestPublisher(c, WithFormats(FormatLegacy)).SignImage(ctx, ref, s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewPublisher(c, WithFormats(FormatLegacy)).Attest(ctx, ref, provenanceFor(t, repo, desc.Digest, "1"), s); err != nil {
+	if _, err := newTestPublisher(c, WithFormats(FormatLegacy)).Attest(ctx, ref, provenanceFor(t, repo, desc.Digest, "1"), s); err != nil {
 		t.Fatal(err)
 	}
 	mustPass(t, work, cosign, verifyArgs("cosign.pub", ref)...)
@@ -335,7 +336,7 @@ func TestCosignKeysInterop(t *testing.T) {
 	ours := keyFiles(t, work, "ours")
 	ref2, desc2 := pushTinyImage(t, c, repo, "v2")
 	mustPass(t, work, cosign, append(append([]string{"sign", "--key", "ours.key", "--tlog-upload=false", "-y"}, registryFlags[1:]...), ref2)...)
-	sigs, err := FetchSignatures(ctx, c, repo, desc2.Digest)
+	sigs, err := FetchSignatures(ctx, regStore(t, c, repo), desc2.Digest)
 	if err != nil || len(sigs) != 1 {
 		t.Fatalf("FetchSignatures after cosign sign: %d, %v", len(sigs), err)
 	}
@@ -343,7 +344,7 @@ func TestCosignKeysInterop(t *testing.T) {
 		t.Fatalf("cosign's signature with our key: %v", err)
 	}
 	// cosign's .sig image is what we would have written for that layer.
-	b, _, err := c.FetchManifest(ctx, repo+":"+tagFor(desc2.Digest, "sig"))
+	b, _, err := c.FetchManifest(ctx, repo+":"+store.CosignTag(desc2.Digest, "sig"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +356,7 @@ func TestCosignKeysInterop(t *testing.T) {
 	// Signing again with our code and the same key is recognised as a
 	// duplicate only if the payload is the same; cosign's payload names the
 	// repository the same way ours does.
-	res, err := NewPublisher(c, WithFormats(FormatLegacy)).SignImage(ctx, ref2, ours)
+	res, err := newTestPublisher(c, WithFormats(FormatLegacy)).SignImage(ctx, ref2, ours)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/vmbuild/vmbuild/errs"
-	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // Signature is an image signature as found, not yet verified.
@@ -47,7 +47,7 @@ func VerifyImageSignature(pub crypto.PublicKey, sig Signature, want digest.Diges
 	return refuse("signature", "unknown signature format %v", sig.Format)
 }
 
-// fetched is a bundle referrer read back.
+// fetchedBundle is a bundle referrer read back.
 type fetchedBundle struct {
 	envelope      []byte
 	predicateType string // from the (unverified) statement in the envelope
@@ -55,12 +55,8 @@ type fetchedBundle struct {
 
 // fetchBundleReferrer reads the referrer manifest m of subject and the
 // bundle in it, within limits, and checks that it names subject.
-func (p *Publisher) fetchBundleReferrer(ctx context.Context, repo string, subject, m digest.Digest) (*fetchedBundle, error) {
-	return fetchBundleReferrer(ctx, p.client, p.limits, repo, subject, m)
-}
-
-func fetchBundleReferrer(ctx context.Context, c *registry.Client, lim Limits, repo string, subject, m digest.Digest) (*fetchedBundle, error) {
-	b, _, err := c.FetchManifest(ctx, repo+"@"+m.String())
+func fetchBundleReferrer(ctx context.Context, st store.Store, lim Limits, subject, m digest.Digest) (*fetchedBundle, error) {
+	b, _, err := st.Manifest(ctx, m.String())
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +70,7 @@ func fetchBundleReferrer(ctx context.Context, c *registry.Client, lim Limits, re
 	if len(man.Layers) != 1 || man.Layers[0].MediaType != BundleMediaType {
 		return nil, fmt.Errorf("referrer %s: want exactly one %s layer", m, BundleMediaType)
 	}
-	data, err := c.FetchBlob(ctx, repo, man.Layers[0], lim.MaxAttestationBytes)
+	data, err := st.Blob(ctx, man.Layers[0], lim.MaxAttestationBytes)
 	if err != nil {
 		return nil, renameLimit(err, BundleMediaType, lim.MaxAttestationBytes)
 	}
@@ -97,20 +93,37 @@ func bundleContent(data []byte) (*fetchedBundle, error) {
 	return &fetchedBundle{envelope: env, predicateType: si.PredicateType}, nil
 }
 
-// attached is everything found for one image.
-type attached struct {
-	sigs []Signature
-	atts []Attestation
+// Attached is everything found attached to one image, not yet verified.
+type Attached struct {
+	Signatures   []Signature
+	Attestations []Attestation
 }
 
-func fetchAttached(ctx context.Context, c *registry.Client, repo string, d digest.Digest, wantSigs, wantAtts bool) (*attached, error) {
+// What selects what Fetch reads.
+type What uint8
+
+const (
+	Signatures What = 1 << iota
+	Attestations
+	Everything = Signatures | Attestations
+)
+
+// Fetch reads what is attached to the image d in st: the cosign tags
+// (.sig, .att) and the bundle referrers, listed once for both, within the
+// limits of DefaultLimits (at most 100 signatures and 100 attestations,
+// payloads ≤ 1 MiB, attestations and bundles ≤ 16 MiB; the store bounds
+// manifests and referrer counts; each violation is an *errs.LimitError).
+// Nothing is verified: pass each signature to VerifyImageSignature and
+// each envelope to VerifyDSSE.
+func Fetch(ctx context.Context, st store.Store, d digest.Digest, what What) (*Attached, error) {
 	lim := DefaultLimits()
-	pub := NewPublisher(c)
-	out := &attached{}
-	if wantSigs {
-		layers, _, err := pub.existingSigImage(ctx, repo, tagFor(d, "sig"), "signatures", lim.MaxSignatureBytes)
+	out := &Attached{}
+	where := st.String() + "@" + d.String()
+	if what&Signatures != 0 {
+		tag := store.CosignTag(d, "sig")
+		layers, _, err := readSigImage(ctx, st, tag, "signatures", lim.MaxEntries, lim.MaxSignatureBytes)
 		if err != nil {
-			return nil, fmt.Errorf("reading signatures of %s@%s: %w", repo, d, err)
+			return nil, fmt.Errorf("reading signatures of %s: %w", where, err)
 		}
 		for i, l := range layers {
 			if l.desc.MediaType != SimpleSigningMediaType {
@@ -120,77 +133,80 @@ func fetchAttached(ctx context.Context, c *registry.Client, repo string, d diges
 			if err != nil {
 				continue
 			}
-			out.sigs = append(out.sigs, Signature{Format: FormatLegacy, Payload: l.data, Signature: sig, Source: fmt.Sprintf("%s:%s layer %d", repo, tagFor(d, "sig"), i)})
+			out.Signatures = append(out.Signatures, Signature{Format: FormatLegacy, Payload: l.data, Signature: sig, Source: fmt.Sprintf("%s:%s layer %d", st, tag, i)})
 		}
 	}
-	if wantAtts {
-		layers, _, err := pub.existingSigImage(ctx, repo, tagFor(d, "att"), "attestations", lim.MaxAttestationBytes)
+	if what&Attestations != 0 {
+		tag := store.CosignTag(d, "att")
+		layers, _, err := readSigImage(ctx, st, tag, "attestations", lim.MaxEntries, lim.MaxAttestationBytes)
 		if err != nil {
-			return nil, fmt.Errorf("reading attestations of %s@%s: %w", repo, d, err)
+			return nil, fmt.Errorf("reading attestations of %s: %w", where, err)
 		}
 		for i, l := range layers {
 			if l.desc.MediaType != DSSEMediaType {
 				continue
 			}
-			out.atts = append(out.atts, Attestation{Format: FormatLegacy, Envelope: l.data, PredicateType: l.desc.Annotations[PredicateTypeAnnotation], Source: fmt.Sprintf("%s:%s layer %d", repo, tagFor(d, "att"), i)})
+			out.Attestations = append(out.Attestations, Attestation{Format: FormatLegacy, Envelope: l.data, PredicateType: l.desc.Annotations[PredicateTypeAnnotation], Source: fmt.Sprintf("%s:%s layer %d", st, tag, i)})
 		}
 	}
-	refs, err := c.Referrers(ctx, repo, d, BundleMediaType)
+	refs, err := st.Referrers(ctx, d, BundleMediaType)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s@%s: %w", repo, d, err)
+		return nil, fmt.Errorf("listing referrers of %s: %w", where, err)
 	}
 	if len(refs) > 2*lim.MaxEntries {
 		return nil, entriesLimit("bundles", 2*lim.MaxEntries, len(refs))
 	}
 	for _, r := range refs {
-		fb, err := fetchBundleReferrer(ctx, c, lim, repo, d, r.Digest)
+		if pt := r.Annotations[BundlePredicateTypeAnnotation]; pt != "" {
+			// Skip, unread, what the caller did not ask for.
+			isSig := pt == CosignSignPredicateType
+			if isSig && what&Signatures == 0 || !isSig && what&Attestations == 0 {
+				continue
+			}
+		}
+		fb, err := fetchBundleReferrer(ctx, st, lim, d, r.Digest)
 		if err != nil {
-			if errors.Is(err, errs.ErrLimitExceeded) {
+			if errors.Is(err, errs.ErrLimitExceeded) || ctx.Err() != nil {
 				return nil, err
 			}
 			// Not a bundle we can read (another tool's referrer): skip it,
 			// as cosign does.
 			continue
 		}
-		src := repo + "@" + r.Digest.String()
+		src := st.String() + "@" + r.Digest.String()
 		if fb.predicateType == CosignSignPredicateType {
-			if wantSigs {
-				out.sigs = append(out.sigs, Signature{Format: FormatBundle, Envelope: fb.envelope, Source: src})
+			if what&Signatures != 0 {
+				out.Signatures = append(out.Signatures, Signature{Format: FormatBundle, Envelope: fb.envelope, Source: src})
 			}
-		} else if wantAtts {
-			out.atts = append(out.atts, Attestation{Format: FormatBundle, Envelope: fb.envelope, PredicateType: fb.predicateType, Source: src})
+		} else if what&Attestations != 0 {
+			out.Attestations = append(out.Attestations, Attestation{Format: FormatBundle, Envelope: fb.envelope, PredicateType: fb.predicateType, Source: src})
 		}
 	}
-	if len(out.sigs) > lim.MaxEntries {
-		return nil, entriesLimit("signatures", lim.MaxEntries, len(out.sigs))
+	if len(out.Signatures) > lim.MaxEntries {
+		return nil, entriesLimit("signatures", lim.MaxEntries, len(out.Signatures))
 	}
-	if len(out.atts) > lim.MaxEntries {
-		return nil, entriesLimit("attestations", lim.MaxEntries, len(out.atts))
+	if len(out.Attestations) > lim.MaxEntries {
+		return nil, entriesLimit("attestations", lim.MaxEntries, len(out.Attestations))
 	}
 	return out, nil
 }
 
-// FetchSignatures reads the signatures of the image repo@d from the .sig
-// tag and from bundle referrers, within the limits of DefaultLimits (at
-// most 100 signatures, manifests ≤ 4 MiB, payloads ≤ 1 MiB, bundles ≤ 16
-// MiB; each violation is an *errs.LimitError). Nothing is verified: pass
-// each to VerifyImageSignature.
-func FetchSignatures(ctx context.Context, c *registry.Client, repo string, d digest.Digest) ([]Signature, error) {
-	a, err := fetchAttached(ctx, c, repo, d, true, false)
+// FetchSignatures reads the signatures of the image d in st: Fetch's
+// signatures.
+func FetchSignatures(ctx context.Context, st store.Store, d digest.Digest) ([]Signature, error) {
+	a, err := Fetch(ctx, st, d, Signatures)
 	if err != nil {
 		return nil, err
 	}
-	return a.sigs, nil
+	return a.Signatures, nil
 }
 
 // FetchAttestations reads the attestations (DSSE envelopes) of the image
-// repo@d from the .att tag and from bundle referrers, within the limits of
-// DefaultLimits (at most 100, ≤ 16 MiB each). Nothing is verified: pass
-// each envelope to VerifyDSSE.
-func FetchAttestations(ctx context.Context, c *registry.Client, repo string, d digest.Digest) ([]Attestation, error) {
-	a, err := fetchAttached(ctx, c, repo, d, false, true)
+// d in st: Fetch's attestations.
+func FetchAttestations(ctx context.Context, st store.Store, d digest.Digest) ([]Attestation, error) {
+	a, err := Fetch(ctx, st, d, Attestations)
 	if err != nil {
 		return nil, err
 	}
-	return a.atts, nil
+	return a.Attestations, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // cosignBin returns bin/<name>. A missing binary skips the test only when
@@ -182,4 +185,98 @@ func provenanceFor(t *testing.T, name string, d digest.Digest, variant string) [
 		t.Fatal(err)
 	}
 	return b
+}
+
+// regStore returns the store of repository repo through c.
+func regStore(t testing.TB, c *registry.Client, repo string) store.Store {
+	t.Helper()
+	st, err := store.NewRegistry(c, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// testPublisher attaches to images named "repo@sha256:…", as the tests
+// name them.
+type testPublisher struct {
+	c *registry.Client
+	a *Attacher
+}
+
+func newTestPublisher(c *registry.Client, opts ...AttachOption) testPublisher {
+	return testPublisher{c: c, a: NewAttacher(opts...)}
+}
+
+func (p testPublisher) target(ref string) (store.Store, ocispec.Descriptor, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return nil, ocispec.Descriptor{}, err
+	}
+	d, ok := named.(reference.Digested)
+	if !ok {
+		return nil, ocispec.Descriptor{}, fmt.Errorf("%q is not a digest reference", ref)
+	}
+	st, err := store.NewRegistry(p.c, reference.TrimNamed(named).String())
+	return st, ocispec.Descriptor{Digest: d.Digest()}, err
+}
+
+func (p testPublisher) SignImage(ctx context.Context, ref string, s *Signer) (Result, error) {
+	st, d, err := p.target(ref)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.a.Sign(ctx, st, d, s)
+}
+
+func (p testPublisher) Attest(ctx context.Context, ref string, stmt []byte, s *Signer) (Result, error) {
+	st, d, err := p.target(ref)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.a.Attest(ctx, st, d, stmt, s)
+}
+
+// signLayout signs (and, with a statement, attests) the image d in the
+// layout dir.
+func signLayout(ctx context.Context, dir string, d digest.Digest, s *Signer, stmt []byte, opts ...AttachOption) (Result, error) {
+	l, err := store.OpenLayout(ctx, dir)
+	if err != nil {
+		return Result{}, err
+	}
+	a := NewAttacher(opts...)
+	res, err := a.Sign(ctx, l, ocispec.Descriptor{Digest: d}, s)
+	if err != nil || stmt == nil {
+		return res, err
+	}
+	ra, err := a.Attest(ctx, l, ocispec.Descriptor{Digest: d}, stmt, s)
+	res.Artifacts = append(res.Artifacts, ra.Artifacts...)
+	return res, err
+}
+
+func layoutFetch(ctx context.Context, dir string, d digest.Digest, what What) (*Attached, error) {
+	l, err := store.OpenLayout(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := l.Resolve(ctx, d.String()); err != nil {
+		return nil, err
+	}
+	return Fetch(ctx, l, d, what)
+}
+
+func fetchLayoutSignatures(ctx context.Context, dir string, d digest.Digest) ([]Signature, error) {
+	a, err := layoutFetch(ctx, dir, d, Signatures)
+	if err != nil {
+		return nil, err
+	}
+	return a.Signatures, nil
+}
+
+func fetchLayoutAttestations(ctx context.Context, dir string, d digest.Digest) ([]Attestation, error) {
+	a, err := layoutFetch(ctx, dir, d, Attestations)
+	if err != nil {
+		return nil, err
+	}
+	return a.Attestations, nil
 }

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/provenance"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 func readIndex(t *testing.T, dir string) ocispec.Index {
@@ -61,7 +62,7 @@ func TestCosignVerifiesLayout(t *testing.T) {
 	dir, img := makeLayout(t, work, "both")
 	stmt := provenanceFor(t, "127.0.0.1:5000/acme/app", img.Digest, "1")
 
-	res, err := SignLayout(ctx, dir, img.Digest, s, stmt)
+	res, err := signLayout(ctx, dir, img.Digest, s, stmt, WithFormats(FormatAll))
 	if err != nil {
 		t.Fatalf("SignLayout: %v", err)
 	}
@@ -71,9 +72,9 @@ func TestCosignVerifiesLayout(t *testing.T) {
 	idx := readIndex(t, dir)
 	kinds := map[string]int{}
 	for _, m := range idx.Manifests {
-		kinds[m.Annotations[KindAnnotation]+"|"+m.ArtifactType]++
+		kinds[m.Annotations[store.KindAnnotation]+"|"+m.ArtifactType]++
 	}
-	if kinds[KindImage+"|"] != 1 || kinds[KindSignatures+"|"] != 1 || kinds[KindAttestation+"|"] != 1 || kinds["|"+BundleMediaType] != 2 {
+	if kinds[store.KindImage+"|"] != 1 || kinds[store.KindSignatures+"|"] != 1 || kinds[store.KindAttestation+"|"] != 1 || kinds["|"+BundleMediaType] != 2 {
 		t.Fatalf("index.json entries: %v", kinds)
 	}
 	if idx.Manifests[0].Annotations["io.containerd.image.name"] == "" {
@@ -91,7 +92,7 @@ func TestCosignVerifiesLayout(t *testing.T) {
 	}
 
 	// Our read side.
-	sigs, err := FetchLayoutSignatures(ctx, dir, img.Digest)
+	sigs, err := fetchLayoutSignatures(ctx, dir, img.Digest)
 	if err != nil || len(sigs) != 2 {
 		t.Fatalf("FetchLayoutSignatures: %d, %v", len(sigs), err)
 	}
@@ -108,7 +109,7 @@ func TestCosignVerifiesLayout(t *testing.T) {
 	// Idempotent: nothing changes on disk.
 	before := listFiles(t, dir)
 	beforeIdx, _ := os.ReadFile(filepath.Join(dir, "index.json"))
-	res, err = SignLayout(ctx, dir, img.Digest, s, stmt)
+	res, err = signLayout(ctx, dir, img.Digest, s, stmt, WithFormats(FormatAll))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestCosignVerifiesLayout(t *testing.T) {
 
 	// A new statement replaces the attestation; the old blobs go away.
 	stmt2 := provenanceFor(t, "127.0.0.1:5000/acme/app", img.Digest, "2")
-	res, err = SignLayout(ctx, dir, img.Digest, s, stmt2)
+	res, err = signLayout(ctx, dir, img.Digest, s, stmt2, WithFormats(FormatAll))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestCosignVerifiesLayout(t *testing.T) {
 			t.Fatalf("%s sees the replaced statement", filepath.Base(bin))
 		}
 	}
-	atts, err := FetchLayoutAttestations(ctx, dir, img.Digest)
+	atts, err := fetchLayoutAttestations(ctx, dir, img.Digest)
 	if err != nil || len(atts) != 2 {
 		t.Fatalf("FetchLayoutAttestations: %d, %v", len(atts), err)
 	}
@@ -165,7 +166,7 @@ func TestCosignVerifiesLayout(t *testing.T) {
 
 	// Legacy only: what cosign v2 and v3 read without bundles.
 	ldir, limg := makeLayout(t, work, "legacy")
-	if _, err := SignLayout(ctx, ldir, limg.Digest, s, provenanceFor(t, "x", limg.Digest, "1"), WithFormats(FormatLegacy)); err != nil {
+	if _, err := signLayout(ctx, ldir, limg.Digest, s, provenanceFor(t, "x", limg.Digest, "1"), WithFormats(FormatLegacy)); err != nil {
 		t.Fatal(err)
 	}
 	for _, bin := range []string{cosign, cosign3} {
@@ -180,21 +181,21 @@ func TestSignLayoutRefusals(t *testing.T) {
 	work := t.TempDir()
 	s := keyFiles(t, work, "k")
 	dir, img := makeLayout(t, work, "a")
-	if _, err := SignLayout(ctx, dir, digest.FromString("not there"), s, nil); err == nil {
+	if _, err := signLayout(ctx, dir, digest.FromString("not there"), s, nil); err == nil {
 		t.Fatal("signing an image that is not in the layout succeeded")
 	}
-	if _, err := SignLayout(ctx, dir, img.Digest, s, provenanceFor(t, "x", digest.FromString("other"), "1")); err == nil {
+	if _, err := signLayout(ctx, dir, img.Digest, s, provenanceFor(t, "x", digest.FromString("other"), "1")); err == nil {
 		t.Fatal("attesting a statement about another image succeeded")
 	}
-	if _, err := SignLayout(ctx, work, img.Digest, s, nil); err == nil {
+	if _, err := signLayout(ctx, work, img.Digest, s, nil); err == nil {
 		t.Fatal("a directory without oci-layout was accepted")
 	}
 	// Signature only (no statement).
-	res, err := SignLayout(ctx, dir, img.Digest, s, nil)
+	res, err := signLayout(ctx, dir, img.Digest, s, nil, WithFormats(FormatAll))
 	if err != nil || len(res.Artifacts) != 2 {
 		t.Fatalf("sign only: %+v, %v", res, err)
 	}
-	if atts, err := FetchLayoutAttestations(ctx, dir, img.Digest); err != nil || len(atts) != 0 {
+	if atts, err := fetchLayoutAttestations(ctx, dir, img.Digest); err != nil || len(atts) != 0 {
 		t.Fatalf("attestations after sign-only: %d, %v", len(atts), err)
 	}
 }

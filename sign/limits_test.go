@@ -17,6 +17,7 @@ import (
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 func wantLimit(t *testing.T, err error, name string) {
@@ -30,11 +31,10 @@ func wantLimit(t *testing.T, err error, name string) {
 	}
 }
 
-// pushSigImage pushes a .sig/.att image with the given layers to repo.
+// pushLayers pushes a .sig/.att image with the given layers to repo.
 func pushLayers(t *testing.T, c *registry.Client, repo, tag string, layers []layer) {
 	t.Helper()
-	p := NewPublisher(c)
-	if _, err := p.pushSigImage(context.Background(), repo, tag, layers); err != nil {
+	if _, err := pushSigImage(context.Background(), regStore(t, c, repo), tag, layers); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -54,16 +54,16 @@ func TestFetchLimits(t *testing.T) {
 		sig, _ := s.Sign(payload)
 		sigs = append(sigs, simpleSigningLayer(payload, sig))
 	}
-	pushLayers(t, c, repo, tagFor(desc.Digest, "sig"), sigs)
-	_, err := FetchSignatures(ctx, c, repo, desc.Digest)
+	pushLayers(t, c, repo, store.CosignTag(desc.Digest, "sig"), sigs)
+	_, err := FetchSignatures(ctx, regStore(t, c, repo), desc.Digest)
 	wantLimit(t, err, "signatures per image (100)")
 	// Publishing on top of it is refused the same way.
-	_, err = NewPublisher(c, WithFormats(FormatLegacy)).SignImage(ctx, repo+"@"+desc.Digest.String(), s)
+	_, err = newTestPublisher(c, WithFormats(FormatLegacy)).SignImage(ctx, repo+"@"+desc.Digest.String(), s)
 	wantLimit(t, err, "signatures per image (100)")
 
 	// 100 is fine.
-	pushLayers(t, c, repo, tagFor(desc.Digest, "sig"), sigs[:100])
-	got, err := FetchSignatures(ctx, c, repo, desc.Digest)
+	pushLayers(t, c, repo, store.CosignTag(desc.Digest, "sig"), sigs[:100])
+	got, err := FetchSignatures(ctx, regStore(t, c, repo), desc.Digest)
 	if err != nil || len(got) != 100 {
 		t.Fatalf("100 signatures: %d, %v", len(got), err)
 	}
@@ -74,21 +74,21 @@ func TestFetchLimits(t *testing.T) {
 		env, _ := SignDSSE(s, InTotoPayloadType, []byte(fmt.Sprintf(`{"n":%d}`, i)))
 		atts = append(atts, attestationLayer(env, "https://example/p"))
 	}
-	pushLayers(t, c, repo, tagFor(desc.Digest, "att"), atts)
-	_, err = FetchAttestations(ctx, c, repo, desc.Digest)
+	pushLayers(t, c, repo, store.CosignTag(desc.Digest, "att"), atts)
+	_, err = FetchAttestations(ctx, regStore(t, c, repo), desc.Digest)
 	wantLimit(t, err, "attestations per image (100)")
 
 	// An attestation over 16 MiB.
 	big := bytes.Repeat([]byte("x"), 16<<20+1)
-	pushLayers(t, c, repo, tagFor(desc.Digest, "att"), []layer{{desc: ocispec.Descriptor{MediaType: DSSEMediaType, Digest: digest.FromBytes(big), Size: int64(len(big))}, data: big}})
-	_, err = FetchAttestations(ctx, c, repo, desc.Digest)
+	pushLayers(t, c, repo, store.CosignTag(desc.Digest, "att"), []layer{{desc: ocispec.Descriptor{MediaType: DSSEMediaType, Digest: digest.FromBytes(big), Size: int64(len(big))}, data: big}})
+	_, err = FetchAttestations(ctx, regStore(t, c, repo), desc.Digest)
 	wantLimit(t, err, "attestation size (16 MiB)")
 }
 
 func TestFetchHugeManifest(t *testing.T) {
 	d := digest.FromString("image")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/manifests/"+tagFor(d, "sig")) {
+		if strings.HasSuffix(r.URL.Path, "/manifests/"+store.CosignTag(d, "sig")) {
 			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
 			body := `{"schemaVersion":2,"layers":[],"annotations":{"x":"` + strings.Repeat("y", 5<<20) + `"}}`
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -99,7 +99,7 @@ func TestFetchHugeManifest(t *testing.T) {
 	}))
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
-	_, err := FetchSignatures(context.Background(), registry.New(), host+"/x", d)
+	_, err := FetchSignatures(context.Background(), regStore(t, registry.New(), host+"/x"), d)
 	wantLimit(t, err, "manifest size (4 MiB)")
 }
 
@@ -108,7 +108,7 @@ func TestLayoutLimits(t *testing.T) {
 	work := t.TempDir()
 	s, _ := NewSigner(mustKey(t))
 	dir, img := makeLayout(t, work, "lim")
-	l, err := openLayout(dir, DefaultLimits())
+	l, err := store.OpenLayout(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,14 +118,11 @@ func TestLayoutLimits(t *testing.T) {
 		sig, _ := s.Sign(payload)
 		sigs = append(sigs, simpleSigningLayer(payload, sig))
 	}
-	if _, err := l.putSigImage(ctx, KindSignatures, sigs, map[digest.Digest]bool{}); err != nil {
+	if _, err := pushSigImage(ctx, l, store.CosignTag(img.Digest, "sig"), sigs); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.writeIndex(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = FetchLayoutSignatures(ctx, dir, img.Digest)
+	_, err = fetchLayoutSignatures(ctx, dir, img.Digest)
 	wantLimit(t, err, "signatures per image (100)")
-	_, err = SignLayout(ctx, dir, img.Digest, s, nil)
+	_, err = signLayout(ctx, dir, img.Digest, s, nil)
 	wantLimit(t, err, "signatures per image (100)")
 }

@@ -132,8 +132,10 @@ func OpenLayout(ctx context.Context, dir string, opts ...LayoutOption) (*Layout,
 	return l, nil
 }
 
-// CreateLayout opens the OCI image layout dir, creating the directory,
-// its oci-layout file and an empty index.json where they are missing.
+// CreateLayout opens the OCI image layout dir, creating the directory and
+// its oci-layout file where they are missing. index.json is written by the
+// first change that lists something (a missing index.json reads as an
+// empty one), so that a layout whose image never arrived lists nothing.
 func CreateLayout(ctx context.Context, dir string, opts ...LayoutOption) (*Layout, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating OCI layout %s: %w", dir, err)
@@ -147,11 +149,6 @@ func CreateLayout(ctx context.Context, dir string, opts ...LayoutOption) (*Layou
 	if _, err := root.Lstat(ocispec.ImageLayoutFile); errors.Is(err, fs.ErrNotExist) {
 		b, _ := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
 		if err := writeFileAtomic(root, ocispec.ImageLayoutFile, b, 0o644); err != nil {
-			return nil, fmt.Errorf("creating OCI layout %s: %w", dir, err)
-		}
-	}
-	if _, err := root.Lstat(ocispec.ImageIndexFile); errors.Is(err, fs.ErrNotExist) {
-		if err := l.writeIndex(root, emptyIndex()); err != nil {
 			return nil, fmt.Errorf("creating OCI layout %s: %w", dir, err)
 		}
 	}
@@ -196,6 +193,9 @@ func (l *Layout) Index(ctx context.Context) (*ocispec.Index, error) {
 
 func (l *Layout) readIndex(ctx context.Context, root *os.Root) (*ocispec.Index, error) {
 	b, err := readFile(ctx, root, ocispec.ImageIndexFile, l.lim.MaxManifestBytes, ocispec.ImageIndexFile)
+	if errors.Is(err, errs.ErrNotFound) {
+		return emptyIndex(), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", filepath.Join(l.dir, ocispec.ImageIndexFile), err)
 	}

@@ -32,6 +32,8 @@ import (
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 	"github.com/vmbuild/vmbuild/track/history"
 )
 
@@ -51,8 +53,13 @@ type Options struct {
 	Tags []string
 	// OCIDir receives images when Repo is empty. Default out/NAME.
 	OCIDir string
-	// Publish signs and attests (Registry, Signer required with Repo).
+	// Registry is the registry client for Repo.
+	Registry *registry.Client
+	// Publish signs and attests (Signer required with Repo).
 	Publish publish.Options
+	// Publisher publishes each good commit's image; default
+	// publish.New(Publish).
+	Publisher publish.Publisher
 	// MaxCommits builds at most this many new commits per run, the oldest
 	// first (the next run continues). 0: no limit.
 	MaxCommits int
@@ -72,6 +79,13 @@ type Options struct {
 	// Builder is recorded in the history (e.g. the buildkitd address).
 	Builder string
 	Logger  *slog.Logger
+}
+
+func (o *Options) publisher() publish.Publisher {
+	if o.Publisher != nil {
+		return o.Publisher
+	}
+	return publish.New(o.Publish)
 }
 
 func (o *Options) defaults(r *recipe.Recipe) {
@@ -355,7 +369,11 @@ func buildCommit(ctx context.Context, r *recipe.Recipe, cur *lock.Lock, c lock.C
 		entry.Outcome = history.Built
 		entry.Image = opts.OCIDir + "@" + res.Digest.String()
 		if opts.Publish.Signer != nil {
-			if _, err := publish.Layout(bctx, opts.OCIDir, r, &next, res, opts.Publish); err != nil {
+			lay, err := store.OpenLayout(bctx, opts.OCIDir, store.WithLayoutLogger(opts.Logger))
+			if err == nil {
+				_, err = opts.publisher().Publish(bctx, lay, nil, r, &next, res)
+			}
+			if err != nil {
 				entry.Outcome, entry.Error, entry.FailedStep = history.PublishFailed, err.Error(), "sign"
 				return entry, nil
 			}
@@ -367,7 +385,11 @@ func buildCommit(ctx context.Context, r *recipe.Recipe, cur *lock.Lock, c lock.C
 	for i, t := range opts.Tags {
 		tags[i] = strings.NewReplacer("{short}", next.ShortCommit(), "{commit}", next.Upstream.Commit).Replace(t)
 	}
-	rep, err := publish.Push(bctx, opts.Repo, tags, r, &next, res, opts.Publish)
+	var rep *publish.Report
+	st, err := store.NewRegistry(opts.Registry, opts.Repo)
+	if err == nil {
+		rep, err = opts.publisher().Publish(bctx, st, tags, r, &next, res)
+	}
 	if err != nil {
 		entry.Outcome, entry.Error = history.PublishFailed, err.Error()
 		var pe *publish.Error

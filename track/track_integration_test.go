@@ -50,7 +50,8 @@ func (e *tenv) options(t *testing.T, c *client.Client, repo string) Options {
 		Build:    build.Options{Client: c, HelperPath: e.Helper, BuildKitVersion: "test"},
 		Resolver: lock.Resolver{Git: lock.GitCLI{CacheDir: t.TempDir()}, Images: lock.Images{Registry: e.Registry()}},
 		Repo:     repo,
-		Publish:  publish.Options{Registry: e.Registry(), Signer: e.signer, Formats: sign.FormatLegacy},
+		Registry: e.Registry(),
+		Publish:  publish.Options{Signer: e.signer, Formats: sign.FormatLegacy},
 	}
 }
 

@@ -162,9 +162,7 @@ func TestCLILayout(t *testing.T) {
 	work := t.TempDir()
 	s := newSigner(t)
 	dir, d := makeLayout(t, work, "latest")
-	if _, err := sign.SignLayout(context.Background(), dir, d, s, stmtOf(t, provInput("127.0.0.1:5000/acme/app", d))); err != nil {
-		t.Fatal(err)
-	}
+	signLayout(t, dir, d, s, stmtOf(t, provInput("127.0.0.1:5000/acme/app", d)))
 	os.WriteFile(filepath.Join(work, "cosign.pub"), s.PublicKeyPEM(), 0o644)
 	rel, _ := filepath.Rel(work, dir)
 	runCLI(t, work, "oci:"+rel+"@"+d.String(), "--key", "cosign.pub", "--no-policy").want(t, 0, "VERIFIED  oci:"+rel+"@"+d.String())

@@ -77,7 +77,7 @@ func TestCosignInterop(t *testing.T) {
 			cosignRun(t, work, bin, append(append([]string{"sign", "--key", "cosign.key"}, flags...), tg.String())...)
 			cosignRun(t, work, bin, append(append([]string{"attest", "--key", "cosign.key", "--type", "slsaprovenance1", "--predicate", "pred.json"}, flags...), tg.String())...)
 
-			if atts, err := sign.FetchAttestations(context.Background(), rc, tg.Repository, tg.Digest); err == nil {
+			if atts, err := sign.FetchAttestations(context.Background(), regStore(t, rc, tg.Repository), tg.Digest); err == nil {
 				for _, a := range atts {
 					_, p, _ := sign.VerifyDSSE(mustKey(t, pub), a.Envelope)
 					t.Logf("cosign's statement (%s): %s", a.Source, p)

@@ -22,6 +22,7 @@ import (
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // TestMain removes the vmbuild binary the CLI tests build. (testenv.Main
@@ -158,18 +159,54 @@ func makeLayout(t testing.TB, parent, salt string) (string, digest.Digest) {
 }
 
 // signAndAttest publishes a signature and (when stmt is not nil) an
-// attestation of t, in both formats, as `vmbuild build --push` does.
+// attestation of t, in both formats, as `vmbuild build --push
+// --signature-format all` does.
 func signAndAttest(t testing.TB, c *registry.Client, tg Target, s *sign.Signer, stmt []byte) {
 	t.Helper()
+	attach(t, c, tg, s, stmt, sign.FormatAll)
+}
+
+// attach signs and (when stmt is not nil) attests tg in formats.
+func attach(t testing.TB, c *registry.Client, tg Target, s *sign.Signer, stmt []byte, formats sign.Format) {
+	t.Helper()
 	ctx := context.Background()
-	p := sign.NewPublisher(c)
-	if _, err := p.SignImage(ctx, tg.String(), s); err != nil {
-		t.Fatalf("SignImage: %v", err)
+	a := sign.NewAttacher(sign.WithFormats(formats))
+	st := regStore(t, c, tg.Repository)
+	if _, err := a.Sign(ctx, st, ocispec.Descriptor{Digest: tg.Digest}, s); err != nil {
+		t.Fatalf("Sign: %v", err)
 	}
 	if stmt != nil {
-		if _, err := p.Attest(ctx, tg.String(), stmt, s); err != nil {
+		if _, err := a.Attest(ctx, st, ocispec.Descriptor{Digest: tg.Digest}, stmt, s); err != nil {
 			t.Fatalf("Attest: %v", err)
 		}
+	}
+}
+
+// regStore returns the store of repository repo through c.
+func regStore(t testing.TB, c *registry.Client, repo string) store.Store {
+	t.Helper()
+	st, err := store.NewRegistry(c, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// signLayout signs and attests the image d in the layout dir, in both
+// formats.
+func signLayout(t testing.TB, dir string, d digest.Digest, s *sign.Signer, stmt []byte) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := store.OpenLayout(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := sign.NewAttacher(sign.WithFormats(sign.FormatAll))
+	if _, err := a.Sign(ctx, l, ocispec.Descriptor{Digest: d}, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Attest(ctx, l, ocispec.Descriptor{Digest: d}, stmt, s); err != nil {
+		t.Fatal(err)
 	}
 }
 

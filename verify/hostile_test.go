@@ -172,7 +172,7 @@ func TestLiarSignatureBlob(t *testing.T) {
 		w.Write([]byte("0123456789"))
 		return true
 	})
-	sigs, err := sign.FetchSignatures(context.Background(), l.c, l.real.Ref("acme/app"), l.image.Digest)
+	sigs, err := sign.FetchSignatures(context.Background(), regStore(t, l.c, l.real.Ref("acme/app")), l.image.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func TestLiarEndlessBody(t *testing.T) {
 		}
 		return true
 	})
-	atts, err := sign.FetchAttestations(context.Background(), l.c, l.real.Ref("acme/app"), l.image.Digest)
+	atts, err := sign.FetchAttestations(context.Background(), regStore(t, l.c, l.real.Ref("acme/app")), l.image.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,17 @@
 package verify
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/errs"
-	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // LayoutPrefix starts a reference to an image in an OCI image layout
@@ -146,29 +146,17 @@ func parseLayoutRef(s, rest string) (Reference, error) {
 }
 
 // resolveLayoutTag finds the image tagged tag in the layout's index.json.
-func resolveLayoutTag(dir, tag string, maxBytes int64) (digest.Digest, error) {
-	b, err := registry.ReadFileLimited(filepath.Join(dir, ocispec.ImageIndexFile), maxBytes, "index.json")
+func resolveLayoutTag(ctx context.Context, dir, tag string, log *slog.Logger) (digest.Digest, error) {
+	l, err := store.OpenLayout(ctx, dir, store.WithLayoutLimits(store.Limits{MaxManifestBytes: MaxManifestBytes}), store.WithLayoutLogger(log))
 	if err != nil {
 		return "", fmt.Errorf("resolving %s%s:%s: %w", LayoutPrefix, dir, tag, err)
 	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return "", fmt.Errorf("resolving %s%s:%s: parsing index.json: %w", LayoutPrefix, dir, tag, err)
+	desc, err := l.Resolve(ctx, tag)
+	if err != nil {
+		return "", fmt.Errorf("resolving %s%s:%s: %w", LayoutPrefix, dir, tag, err)
 	}
-	var found []digest.Digest
-	for _, m := range idx.Manifests {
-		if m.Annotations[ocispec.AnnotationRefName] == tag {
-			found = append(found, m.Digest)
-		}
+	if desc.Digest.Algorithm() != digest.SHA256 {
+		return "", fmt.Errorf("resolving %s%s:%s: index.json has digest %q: %w", LayoutPrefix, dir, tag, desc.Digest, errs.ErrLayout)
 	}
-	switch len(found) {
-	case 0:
-		return "", fmt.Errorf("resolving %s%s:%s: no image tagged %q in index.json: %w", LayoutPrefix, dir, tag, tag, errs.ErrNotFound)
-	case 1:
-		if found[0].Validate() != nil || found[0].Algorithm() != digest.SHA256 {
-			return "", fmt.Errorf("resolving %s%s:%s: index.json has digest %q", LayoutPrefix, dir, tag, found[0])
-		}
-		return found[0], nil
-	}
-	return "", fmt.Errorf("resolving %s%s:%s: %d images are tagged %q: give the digest", LayoutPrefix, dir, tag, len(found), tag)
+	return desc.Digest, nil
 }

@@ -31,19 +31,18 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 	"github.com/vmbuild/vmbuild/track/history"
 )
 
@@ -261,7 +260,7 @@ func (v *Verifier) Resolve(ctx context.Context, r Reference) (Target, error) {
 	ctx, cancel := v.deadline(ctx)
 	defer cancel()
 	if r.Layout != "" {
-		d, err := resolveLayoutTag(r.Layout, r.Tag, MaxManifestBytes)
+		d, err := resolveLayoutTag(ctx, r.Layout, r.Tag, v.log)
 		if err != nil {
 			return Target{}, err
 		}
@@ -395,18 +394,27 @@ func readPublished(path string) (map[string]bool, error) {
 }
 
 func (v *Verifier) readRegistry(ctx context.Context, t Target, ev *evidence, stage *string) error {
+	st, err := store.NewRegistry(v.client, t.Repository)
+	if err != nil {
+		return err
+	}
 	// The image itself: its manifest must exist and hash to the digest
 	// (a registry that serves other bytes for it is caught here).
-	if _, _, err := v.client.FetchManifest(ctx, t.String()); err != nil {
+	if _, _, err := st.Manifest(ctx, t.Digest.String()); err != nil {
 		return fmt.Errorf("reading image %s: %w", t, err)
 	}
-	sigs, err := sign.FetchSignatures(ctx, v.client, t.Repository, t.Digest)
+	return readAttached(ctx, st, t, ev, stage)
+}
+
+// readAttached reads the signatures, then the attestations, of the image.
+func readAttached(ctx context.Context, st store.Store, t Target, ev *evidence, stage *string) error {
+	sigs, err := sign.FetchSignatures(ctx, st, t.Digest)
 	if err != nil {
 		return err // sign says "reading signatures of REPO@DIGEST"
 	}
 	ev.sigs = sigs
 	*stage = CheckAttestation
-	atts, err := sign.FetchAttestations(ctx, v.client, t.Repository, t.Digest)
+	atts, err := sign.FetchAttestations(ctx, st, t.Digest)
 	if err != nil {
 		return err
 	}
@@ -415,29 +423,19 @@ func (v *Verifier) readRegistry(ctx context.Context, t Target, ev *evidence, sta
 }
 
 func (v *Verifier) readLayout(ctx context.Context, t Target, ev *evidence, stage *string) error {
-	p := filepath.Join(t.Layout, ocispec.ImageBlobsDir, string(t.Digest.Algorithm()), t.Digest.Encoded())
-	b, err := registry.ReadFileLimited(p, MaxManifestBytes, "manifest")
+	l, err := store.OpenLayout(ctx, t.Layout, store.WithLayoutLimits(store.Limits{MaxManifestBytes: MaxManifestBytes}), store.WithLayoutLogger(v.log))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("reading image %s: no such blob in the layout: %w", t, errs.ErrNotFound)
-		}
 		return fmt.Errorf("reading image %s: %w", t, err)
 	}
-	if t.Digest.Algorithm().FromBytes(b) != t.Digest {
-		return fmt.Errorf("reading image %s: the layout's blob does not match its digest: %w", t, errs.ErrRegistry)
+	// The image: listed in index.json, its blob there and hashing to the
+	// digest.
+	if _, err := l.Resolve(ctx, t.Digest.String()); err != nil {
+		return fmt.Errorf("reading image %s: %w", t, err)
 	}
-	sigs, err := sign.FetchLayoutSignatures(ctx, t.Layout, t.Digest)
-	if err != nil {
-		return err // sign names the layout
+	if _, _, err := l.Manifest(ctx, t.Digest.String()); err != nil {
+		return fmt.Errorf("reading image %s: %w", t, err)
 	}
-	ev.sigs = sigs
-	*stage = CheckAttestation
-	atts, err := sign.FetchLayoutAttestations(ctx, t.Layout, t.Digest)
-	if err != nil {
-		return err
-	}
-	ev.atts = atts
-	return nil
+	return readAttached(ctx, l, t, ev, stage)
 }
 
 // The total byte budget: every response body read by the Verifier's

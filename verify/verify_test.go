@@ -8,16 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 	"github.com/vmbuild/vmbuild/track/history"
 )
 
@@ -75,14 +78,7 @@ func TestHappyPathRegistry(t *testing.T) {
 	// Only one format of each is enough.
 	for _, format := range []sign.Format{sign.FormatLegacy, sign.FormatBundle} {
 		tg := f.image(t, "only-"+format.String())
-		p := sign.NewPublisher(f.c, sign.WithFormats(format))
-		ctx := context.Background()
-		if _, err := p.SignImage(ctx, tg.String(), f.s); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := p.Attest(ctx, tg.String(), stmtOf(t, provInput(tg.Repository, tg.Digest)), f.s); err != nil {
-			t.Fatal(err)
-		}
+		attach(t, f.c, tg, f.s, stmtOf(t, provInput(tg.Repository, tg.Digest)), format)
 		rep, err := f.verify(t, tg, testPolicy())
 		wantVerified(t, rep, err)
 		if c := check(t, rep, CheckSignature); !strings.Contains(c.Reason, format.String()+" signature") {
@@ -111,7 +107,7 @@ func TestAttestationCopiedFromAnotherImage(t *testing.T) {
 	a := f.published(t, "a", nil)
 	b := f.image(t, "b")
 	signAndAttest(t, f.c, b, f.s, nil)
-	atts, err := sign.FetchAttestations(context.Background(), f.c, a.Repository, a.Digest)
+	atts, err := sign.FetchAttestations(context.Background(), regStore(t, f.c, a.Repository), a.Digest)
 	if err != nil || len(atts) == 0 {
 		t.Fatalf("attestations of A: %d, %v", len(atts), err)
 	}
@@ -477,9 +473,7 @@ func TestLayout(t *testing.T) {
 	s := newSigner(t)
 	dir, d := makeLayout(t, work, "v1")
 	in := provInput("127.0.0.1:5000/acme/app", d)
-	if _, err := sign.SignLayout(context.Background(), dir, d, s, stmtOf(t, in)); err != nil {
-		t.Fatal(err)
-	}
+	signLayout(t, dir, d, s, stmtOf(t, in))
 	v := mustVerifier(t, WithPublicKeys(s.Public()))
 	ctx := context.Background()
 	ref, err := ParseReference(LayoutPrefix + dir + "@" + d.String())
@@ -512,15 +506,13 @@ func TestLayout(t *testing.T) {
 	}
 	// A layout whose blob was swapped.
 	dir2, d2 := makeLayout(t, work, "swapped")
-	if _, err := sign.SignLayout(ctx, dir2, d2, s, stmtOf(t, provInput("x/y", d2))); err != nil {
-		t.Fatal(err)
-	}
+	signLayout(t, dir2, d2, s, stmtOf(t, provInput("x/y", d2)))
 	blob := filepath.Join(dir2, "blobs", "sha256", d2.Encoded())
 	os.Chmod(blob, 0o644)
 	if err := os.WriteFile(blob, []byte(`{"schemaVersion":2}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(ctx, Target{Layout: dir2, Digest: d2}, testPolicy()); !errors.Is(err, errs.ErrRegistry) || errs.IsVerification(err) {
+	if _, err := v.Verify(ctx, Target{Layout: dir2, Digest: d2}, testPolicy()); !errors.Is(err, errs.ErrLayout) || errs.IsVerification(err) {
 		t.Fatalf("swapped blob: %v", err)
 	}
 }
@@ -595,9 +587,7 @@ func TestLayoutHistoryPolicy(t *testing.T) {
 	work := t.TempDir()
 	s := newSigner(t)
 	dir, d := makeLayout(t, work, "hist")
-	if _, err := sign.SignLayout(context.Background(), dir, d, s, stmtOf(t, provInput("127.0.0.1:5000/acme/app", d))); err != nil {
-		t.Fatal(err)
-	}
+	signLayout(t, dir, d, s, stmtOf(t, provInput("127.0.0.1:5000/acme/app", d)))
 	writeHistory(t, filepath.Join(work, "h.jsonl"), testCommit)
 	pp := filepath.Join(work, "p.yaml")
 	os.WriteFile(pp, []byte("apiVersion: vmbuild/v1\nkind: VerifyPolicy\nsource: "+testSource+"\nhistory: h.jsonl\npatches: any\nbaseImages: any\n"), 0o644)
@@ -682,4 +672,58 @@ func TestStatementV01(t *testing.T) {
 	pushAttestations(t, f.c, tg, envelopeFor(t, f.s, sign.InTotoPayloadType, v1ID))
 	rep, err = f.verify(t, tg, testPolicy())
 	wantRefused(t, rep, err, CheckProvenance, "invocationID")
+}
+
+// TestLayoutFIFO: a FIFO in place of a blob of the layout (the image
+// manifest, a signature payload) is an error within the deadline, never a
+// read that blocks past it (#15.6).
+func TestLayoutFIFO(t *testing.T) {
+	s := newSigner(t)
+	for _, which := range []string{"manifest", "signature"} {
+		t.Run(which, func(t *testing.T) {
+			dir, d := makeLayout(t, t.TempDir(), "fifo")
+			signLayout(t, dir, d, s, stmtOf(t, provInput("127.0.0.1:5000/acme/app", d)))
+			victim := d
+			if which == "signature" {
+				l, err := store.OpenLayout(context.Background(), dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _, err := l.Manifest(context.Background(), store.CosignTag(d, "sig"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var m ocispec.Manifest
+				if err := json.Unmarshal(b, &m); err != nil || len(m.Layers) == 0 {
+					t.Fatalf("signature image: %v", err)
+				}
+				victim = m.Layers[0].Digest
+			}
+			p := filepath.Join(dir, "blobs", "sha256", victim.Encoded())
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Skipf("mkfifo: %v", err)
+			}
+			v := mustVerifier(t, WithPublicKeys(s.Public()), WithTimeout(2*time.Second))
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := v.Verify(context.Background(), Target{Layout: dir, Digest: d}, testPolicy())
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || errs.IsVerification(err) || !errors.Is(err, errs.ErrLayout) {
+					t.Fatalf("a FIFO blob: %v", err)
+				}
+				if took := time.Since(start); took > 2*time.Second {
+					t.Fatalf("returned after %s, past the deadline", took)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("Verify blocks on a FIFO blob past its deadline")
+			}
+		})
+	}
 }

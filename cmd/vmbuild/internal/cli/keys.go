@@ -18,6 +18,7 @@ import (
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 func init() {
@@ -163,13 +164,21 @@ oci:DIR@sha256:… (an OCI layout). For a full policy check before deploying use
 // verifiedProvenance returns the SLSA provenance statements about t that
 // verify under pub and name t's digest as their subject.
 func verifiedProvenance(ctx context.Context, reg *registry.Client, t imageTarget, pub crypto.PublicKey) ([]*provenance.Info, error) {
-	var atts []sign.Attestation
+	var st store.Store
 	var err error
 	if t.layout != "" {
-		atts, err = sign.FetchLayoutAttestations(ctx, t.layout, t.digest)
+		var l *store.Layout
+		if l, err = store.OpenLayout(ctx, t.layout); err == nil {
+			_, err = l.Resolve(ctx, t.digest.String())
+		}
+		st = l
 	} else {
-		atts, err = sign.FetchAttestations(ctx, reg, t.repo, t.digest)
+		st, err = store.NewRegistry(reg, t.repo)
 	}
+	if err != nil {
+		return nil, err
+	}
+	atts, err := sign.FetchAttestations(ctx, st, t.digest)
 	if err != nil {
 		return nil, err
 	}

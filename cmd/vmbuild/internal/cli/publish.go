@@ -13,6 +13,7 @@ import (
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/sign"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 type signFlags struct {
@@ -145,40 +146,36 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 	if p.repo != "" {
 		rep.Image = p.repo + "@" + res.Digest.String()
 	}
-	if s.noSign {
-		a.log.Warn("publishing without signature or provenance (--no-sign)")
-		for _, t := range p.tags {
-			if err := p.reg.Tag(ctx, p.repo, res.Digest, t); err != nil {
-				return rep, fmt.Errorf("moving tag %s:%s: %w", p.repo, t, err)
-			}
-			rep.Tags = append(rep.Tags, p.repo+":"+t)
-		}
-		return rep, nil
-	}
-	if s.key == "" {
+	if s.key == "" && !s.noSign {
 		return rep, nil // an unsigned OCI layout
 	}
-	if p.signer == nil {
-		p.signer = a.loadSignerAsync(s.key)
+	var st store.Store
+	var err error
+	if p.repo != "" {
+		st, err = store.NewRegistry(p.reg, p.repo)
+	} else {
+		st, err = store.OpenLayout(ctx, p.opts.Output.OCIDir, store.WithLayoutLogger(a.log))
 	}
-	signer, err := p.signer()
 	if err != nil {
 		return rep, err
 	}
-	formats, _ := s.formats()
-	opts := publish.Options{Registry: p.reg, Signer: signer, Formats: formats, BuilderID: s.builderID, Logger: a.log}
-	var pr *publish.Report
-	if p.repo != "" {
-		pr, err = publish.Push(ctx, p.repo, p.tags, p.r, p.l, res, opts)
-	} else {
-		pr, err = publish.Layout(ctx, p.opts.Output.OCIDir, p.r, p.l, res, opts)
-		if err == nil {
-			a.log.Info("signed and attested in the OCI layout", "dir", p.opts.Output.OCIDir)
+	opts := publish.Options{BuilderID: s.builderID, Logger: a.log}
+	if !s.noSign {
+		if p.signer == nil {
+			p.signer = a.loadSignerAsync(s.key)
 		}
+		if opts.Signer, err = p.signer(); err != nil {
+			return rep, err
+		}
+		opts.Formats, _ = s.formats()
+	}
+	pr, err := publish.New(opts).Publish(ctx, st, p.tags, p.r, p.l, res)
+	if err == nil && p.repo == "" {
+		a.log.Info("signed and attested in the OCI layout", "dir", p.opts.Output.OCIDir)
 	}
 	if pr != nil {
 		rep.Signed = len(pr.Signature.Artifacts) > 0
-		rep.Attested = len(pr.Attestation.Artifacts) > 0 || (p.repo == "" && err == nil)
+		rep.Attested = len(pr.Attestation.Artifacts) > 0
 		rep.Tags = pr.Tags
 		rep.Artifacts = append(append(rep.Artifacts, pr.Signature.Artifacts...), pr.Attestation.Artifacts...)
 	}

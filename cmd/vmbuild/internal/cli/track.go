@@ -154,6 +154,7 @@ func (a *app) runTrack(ctx context.Context, path string, f *trackFlags) error {
 		Wait:         f.wait,
 		RetryFailed:  f.retryFailed,
 		Builder:      conn.Addr,
+		Registry:     reg,
 		Logger:       a.log,
 	}
 	if repo != "" {
@@ -172,9 +173,8 @@ func (a *app) runTrack(ctx context.Context, path string, f *trackFlags) error {
 			return withCode(2, err)
 		}
 		formats, _ := b.sign.formats()
-		opts.Publish = publish.Options{Registry: reg, Signer: signer, Formats: formats, BuilderID: b.sign.builderID, Logger: a.log}
+		opts.Publish = publish.Options{Signer: signer, Formats: formats, BuilderID: b.sign.builderID, Logger: a.log}
 	} else {
-		opts.Publish = publish.Options{Registry: reg}
 		if b.push != "" && b.sign.noSign {
 			return fmt.Errorf("%w: track publishes signed images only; --no-sign is not supported here", errs.ErrUsage)
 		}
