@@ -11,6 +11,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -34,9 +35,18 @@ import (
 
 // Options configure publishing.
 type Options struct {
-	// Signer signs the image and the provenance. Without one, publishing
-	// only moves tags (and logs a warning).
+	// Signer signs the image and the provenance. Without one (and without
+	// LoadSigner), publishing only moves tags, and logs a warning.
 	Signer *sign.Signer
+	// LoadSigner, instead of Signer, returns the signer when it is needed:
+	// decrypting a cosign key takes a few hundred milliseconds of scrypt.
+	// With PublicKey, an image that is already signed and attested by
+	// that key, for an equivalent build, is published (tags moved)
+	// without loading the signer at all.
+	LoadSigner func() (*sign.Signer, error)
+	// PublicKey is the public key of the signer LoadSigner returns; a
+	// signer with another public key is an error.
+	PublicKey crypto.PublicKey
 	// Formats selects cosign's tag scheme, OCI 1.1 referrers with Sigstore
 	// bundles, or both; default sign.FormatDefault (the tags, which
 	// cosign v2 and v3 both verify offline with their standard commands).
@@ -168,9 +178,12 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 	for i, t := range tags {
 		notTags[i] = "tag " + t
 	}
-	if opts.Signer == nil {
+	if opts.Signer == nil && opts.LoadSigner == nil {
 		log.Warn("publishing without signature or provenance", "image", ref)
 		return rep, moveTags(ctx, st, tags, res, rep, nil, notTags, log)
+	}
+	notSigned := func(step string, err error) error {
+		return &Error{Image: ref, Step: step, Done: []string{"image (by digest)"}, NotDone: append([]string{"signature", "provenance attestation"}, notTags...), Err: err}
 	}
 	subject := st.Repository()
 	if subject == "" {
@@ -178,7 +191,7 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 	}
 	stmt, err := Statement(r, l, res, subject, opts.BuilderID)
 	if err != nil {
-		return rep, &Error{Image: ref, Step: "building provenance", Done: []string{"image (by digest)"}, NotDone: append([]string{"signature", "provenance attestation"}, notTags...), Err: err}
+		return rep, notSigned("building provenance", err)
 	}
 	rep.Statement = stmt
 	a := sign.NewAttacher(sign.WithFormats(opts.Formats), sign.WithLogger(log))
@@ -186,14 +199,73 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 	if img.Digest != res.Digest {
 		img = ocispec.Descriptor{Digest: res.Digest}
 	}
-	sres, err := a.Sign(ctx, st, img, opts.Signer)
+	signer := opts.Signer
+	load := func() error {
+		if signer != nil {
+			return nil
+		}
+		var err error
+		if signer, err = opts.LoadSigner(); err != nil {
+			return err
+		}
+		if opts.PublicKey != nil && !samePublicKey(opts.PublicKey, signer.Public()) {
+			return fmt.Errorf("the public key given is not the signing key's: %w", errs.ErrKey)
+		}
+		return nil
+	}
+	pub := opts.PublicKey
+	if pub == nil {
+		if err := load(); err != nil {
+			return rep, notSigned("loading the signing key", err)
+		}
+	}
+	if signer != nil {
+		pub = signer.Public()
+	}
+	// What is there already, read once (the tags and referrers of the
+	// requested formats, concurrently): an image signed and attested by
+	// this key for an equivalent build needs no private key and no writes.
+	found, err := sign.Fetch(ctx, st, res.Digest, sign.Everything, opts.Formats)
 	if err != nil {
-		return rep, &Error{Image: ref, Step: "signing", Done: []string{"image (by digest)"}, NotDone: append([]string{"signature", "provenance attestation"}, notTags...), Err: err}
+		log.Debug("reading what is attached", "image", ref, "err", err)
+		found = nil
+	}
+	if found != nil {
+		t := img
+		if t.MediaType == "" || t.Size <= 0 || st.Repository() == "" {
+			// A layout's signatures name the image as index.json does.
+			if d, err := st.Resolve(ctx, res.Digest.String()); err == nil {
+				t = d
+			}
+		}
+		if sres, ok := a.Signed(st, t, pub, found); ok {
+			if ares, ok := equivalentAttestation(pub, opts.Formats, found.Attestations, res, stmt); ok {
+				rep.Signature, rep.Attestation, rep.Statement = sres, ares, nil
+				log.Info("already signed and attested by this key for an equivalent build", "image", ref)
+				return rep, moveTags(ctx, st, tags, res, rep, []string{"image (by digest)", "signature", "provenance attestation"}, notTags, log)
+			}
+		}
+	}
+	if err := load(); err != nil {
+		return rep, notSigned("loading the signing key", err)
+	}
+	sres, err := a.Sign(ctx, st, img, signer)
+	if err != nil {
+		return rep, notSigned("signing", err)
 	}
 	rep.Signature = sres
 	log.Info("signed", "image", ref)
+	if found == nil {
+		if found, err = sign.Fetch(ctx, st, res.Digest, sign.Attestations, opts.Formats); err != nil {
+			found = nil
+		}
+	}
 	var ares sign.Result
-	if same, ok := equivalentAttestation(ctx, st, opts, res, stmt); ok {
+	same, ok := sign.Result{}, false
+	if found != nil {
+		same, ok = equivalentAttestation(signer.Public(), opts.Formats, found.Attestations, res, stmt)
+	}
+	if ok {
 		// The same build (same inputs, builder, BuildKit) already attested
 		// this image: keep that provenance instead of replacing it with
 		// one that differs only in its invocation id and times.
@@ -201,7 +273,7 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 		rep.Statement = nil
 		log.Info("provenance of an equivalent build already attested; kept", "image", ref)
 	} else {
-		ares, err = a.Attest(ctx, st, img, stmt, opts.Signer)
+		ares, err = a.Attest(ctx, st, img, stmt, signer)
 	}
 	if err != nil {
 		return rep, &Error{Image: ref, Step: "attesting provenance", Done: []string{"image (by digest)", "signature"}, NotDone: append([]string{"provenance attestation"}, notTags...), Err: err}
@@ -209,6 +281,11 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 	rep.Attestation = ares
 	log.Info("attested SLSA provenance", "image", ref)
 	return rep, moveTags(ctx, st, tags, res, rep, []string{"image (by digest)", "signature", "provenance attestation"}, notTags, log)
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
 }
 
 // moveTags points tags at the image, in order.
@@ -235,24 +312,22 @@ func IsIncomplete(err error) bool {
 	return errors.As(err, &e)
 }
 
-// equivalentAttestation reports whether the image already carries, in
-// every requested format, a provenance attestation signed by our key that
-// records the same build as stmt (all but the invocation id and times).
-func equivalentAttestation(ctx context.Context, st store.Store, opts Options, res *build.Result, stmt []byte) (sign.Result, bool) {
+// equivalentAttestation reports whether atts hold, in every requested
+// format, a provenance attestation signed by pub that records the same
+// build as stmt (all but the invocation id and times).
+func equivalentAttestation(pub crypto.PublicKey, formats sign.Format, atts []sign.Attestation, res *build.Result, stmt []byte) (sign.Result, bool) {
 	want, err := provenance.Parse(stmt)
 	if err != nil {
 		return sign.Result{}, false
 	}
-	atts, err := sign.FetchAttestations(ctx, st, res.Digest)
-	if err != nil {
-		return sign.Result{}, false
-	}
-	formats := opts.Formats
 	found := sign.Format(0)
 	out := sign.Result{Subject: res.Digest}
 	for _, a := range atts {
-		pt, payload, err := sign.VerifyDSSE(opts.Signer.Public(), a.Envelope)
-		if err != nil || pt != "application/vnd.in-toto+json" {
+		if a.Format&formats == 0 {
+			continue
+		}
+		pt, payload, err := sign.VerifyDSSE(pub, a.Envelope)
+		if err != nil || pt != sign.InTotoPayloadType {
 			continue
 		}
 		got, err := provenance.Parse(payload)

@@ -3,8 +3,12 @@ package publish_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -384,4 +388,90 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPublishWithoutKey: a rebuild whose image is already signed and
+// attested by the key, for an equivalent build, publishes (moves its
+// tags) without loading the private key; anything missing loads it; a
+// public key that is not the signer's is refused; no signer at all moves
+// the tags with a warning.
+func TestPublishWithoutKey(t *testing.T) {
+	e := start(t)
+	up := e.NewUpstream(t, "nokey")
+	path := e.WriteRecipe(t, fixture.NativeRecipe, up.URL, fixture.Patches())
+	r, l := e.Lock(t, path, lock.Options{})
+	ctx := context.Background()
+	repo := e.Reg.Ref("nokey")
+	o := e.opts
+	o.Output = build.Output{PushRepo: repo}
+	res, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.NewRegistry(e.Registry(), repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loads := 0
+	lazy := publish.Options{PublicKey: e.signer.Public(), LoadSigner: func() (*sign.Signer, error) { loads++; return e.signer, nil }}
+
+	// Nothing there yet: the key is loaded, and everything written.
+	rep, err := publish.New(lazy).Publish(ctx, st, []string{"v1"}, r, l, res)
+	if err != nil || loads != 1 || len(rep.Signature.Artifacts) != 1 || rep.Signature.Artifacts[0].Action != sign.Added {
+		t.Fatalf("first publish: %+v, %v, %d loads", rep, err, loads)
+	}
+	// Again: nothing to write, the key is not loaded, a new tag moves.
+	rep, err = publish.New(lazy).Publish(ctx, st, []string{"v2"}, r, l, res)
+	if err != nil || loads != 1 {
+		t.Fatalf("no-op publish: %v, %d loads", err, loads)
+	}
+	for _, a := range append(rep.Signature.Artifacts, rep.Attestation.Artifacts...) {
+		if a.Action != sign.Unchanged {
+			t.Errorf("no-op publish: %s %s", a.Kind, a.Action)
+		}
+	}
+	if len(rep.Signature.Artifacts) != 1 || len(rep.Attestation.Artifacts) != 1 || len(rep.Tags) != 1 {
+		t.Fatalf("no-op publish report: %+v", rep)
+	}
+	if d, err := e.Registry().Resolve(ctx, repo+":v2"); err != nil || d.Digest != res.Digest {
+		t.Fatalf("v2 = %v, %v", d.Digest, err)
+	}
+	// The bundle format is missing: the key is loaded to write it.
+	lazy.Formats = sign.FormatAll
+	if _, err := publish.New(lazy).Publish(ctx, st, nil, r, l, res); err != nil || loads != 2 {
+		t.Fatalf("publish of a missing format: %v, %d loads", err, loads)
+	}
+	// A public key that is not the signer's.
+	other, _ := sign.NewSigner(mustECDSA(t))
+	wrong := publish.Options{PublicKey: other.Public(), LoadSigner: lazy.LoadSigner}
+	if _, err := publish.New(wrong).Publish(ctx, st, nil, r, l, res); !errors.Is(err, errs.ErrKey) {
+		t.Fatalf("a public key that is not the signer's: %v", err)
+	}
+	sigs, err := sign.FetchSignatures(ctx, st, res.Digest)
+	if err != nil || len(sigs) != 2 {
+		t.Fatalf("%d signatures (want one legacy, one bundle): %v", len(sigs), err)
+	}
+
+	// No signer: tags only, and a warning.
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	rep, err = publish.New(publish.Options{Logger: log}).Publish(ctx, st, []string{"unsigned"}, r, l, res)
+	if err != nil || len(rep.Tags) != 1 || len(rep.Signature.Artifacts) != 0 {
+		t.Fatalf("unsigned publish: %+v, %v", rep, err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "without signature or provenance") {
+		t.Fatalf("no warning: %s", logs.String())
+	}
+	if d, err := e.Registry().Resolve(ctx, repo+":unsigned"); err != nil || d.Digest != res.Digest {
+		t.Fatalf("unsigned = %v, %v", d.Digest, err)
+	}
+}
+
+func mustECDSA(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -3,6 +3,7 @@ package sign
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -536,4 +537,59 @@ func (a *Attacher) attachBundle(ctx context.Context, st store.Store, t ocispec.D
 		action = Replaced
 	}
 	return Artifact{Kind: kind, Format: FormatBundle, Action: action, Location: st.String() + "@" + keep.String(), Digest: keep}, nil
+}
+
+// Signed reports whether found (what Fetch read for the image in st)
+// holds, in every format of the Attacher, the signature by pub that Sign
+// would otherwise write: the same payload, verifying under pub. It then
+// returns the Result Sign would have returned (every artifact
+// unchanged), so that a caller can skip Sign, and loading the private
+// key, for an image that is already signed.
+func (a *Attacher) Signed(st store.Store, subject ocispec.Descriptor, pub crypto.PublicKey, found *Attached) (Result, bool) {
+	res := Result{Subject: subject.Digest}
+	if found == nil || pub == nil {
+		return res, false
+	}
+	if a.formats&FormatLegacy != 0 {
+		dref, err := a.identityFor(st, subject)
+		if err != nil {
+			return res, false
+		}
+		payload, err := SimpleSigningPayload(dref, subject.Digest)
+		if err != nil {
+			return res, false
+		}
+		src := ""
+		for _, s := range found.Signatures {
+			if s.Format == FormatLegacy && bytes.Equal(s.Payload, payload) && verifySig(pub, payload, s.Signature) == nil {
+				src = s.Source
+				break
+			}
+		}
+		if src == "" {
+			return res, false
+		}
+		res.Artifacts = append(res.Artifacts, Artifact{Kind: "signature", Format: FormatLegacy, Action: Unchanged, Location: st.String() + ":" + store.CosignTag(subject.Digest, "sig")})
+	}
+	if a.formats&FormatBundle != 0 {
+		stmt, err := signStatement(subject.Digest)
+		if err != nil {
+			return res, false
+		}
+		src := ""
+		for _, s := range found.Signatures {
+			if s.Format != FormatBundle {
+				continue
+			}
+			if _, payload, err := VerifyDSSE(pub, s.Envelope); err == nil && bytes.Equal(payload, stmt) {
+				src = s.Source
+				break
+			}
+		}
+		if src == "" {
+			return res, false
+		}
+		res.Artifacts = append(res.Artifacts, Artifact{Kind: "signature", Format: FormatBundle, Action: Unchanged, Location: src})
+	}
+	return res, true
 }

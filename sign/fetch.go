@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -108,54 +109,100 @@ const (
 	Everything = Signatures | Attestations
 )
 
-// Fetch reads what is attached to the image d in st: the cosign tags
-// (.sig, .att) and the bundle referrers, listed once for both, within the
-// limits of DefaultLimits (at most 100 signatures and 100 attestations,
-// payloads ≤ 1 MiB, attestations and bundles ≤ 16 MiB; the store bounds
-// manifests and referrer counts; each violation is an *errs.LimitError).
-// Nothing is verified: pass each signature to VerifyImageSignature and
-// each envelope to VerifyDSSE.
-func Fetch(ctx context.Context, st store.Store, d digest.Digest, what What) (*Attached, error) {
+// Fetch reads what is attached to the image d in st in the given formats
+// (0: all): the cosign tags (.sig, .att) and the bundle referrers, listed
+// once for both, read concurrently, within the limits of DefaultLimits
+// (at most 100 signatures and 100 attestations, payloads ≤ 1 MiB,
+// attestations and bundles ≤ 16 MiB; the store bounds manifests and
+// referrer counts; each violation is an *errs.LimitError). Nothing is
+// verified: pass each signature to VerifyImageSignature and each envelope
+// to VerifyDSSE.
+func Fetch(ctx context.Context, st store.Store, d digest.Digest, what What, formats Format) (*Attached, error) {
+	if formats&FormatAll == 0 {
+		formats = FormatAll
+	}
 	lim := DefaultLimits()
-	out := &Attached{}
 	where := st.String() + "@" + d.String()
-	if what&Signatures != 0 {
-		tag := store.CosignTag(d, "sig")
-		layers, _, err := readSigImage(ctx, st, tag, "signatures", lim.MaxEntries, lim.MaxSignatureBytes)
-		if err != nil {
-			return nil, fmt.Errorf("reading signatures of %s: %w", where, err)
-		}
-		for i, l := range layers {
-			if l.desc.MediaType != SimpleSigningMediaType {
-				continue
-			}
-			sig, err := b64(l.desc.Annotations[SignatureAnnotation])
+	var sigs []Signature
+	var atts, bundleAtts []Attestation
+	var bundleSigs []Signature
+	var errSig, errAtt, errBundle error
+	var wg sync.WaitGroup
+	if what&Signatures != 0 && formats&FormatLegacy != 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tag := store.CosignTag(d, "sig")
+			layers, _, err := readSigImage(ctx, st, tag, "signatures", lim.MaxEntries, lim.MaxSignatureBytes)
 			if err != nil {
-				continue
+				errSig = fmt.Errorf("reading signatures of %s: %w", where, err)
+				return
 			}
-			out.Signatures = append(out.Signatures, Signature{Format: FormatLegacy, Payload: l.data, Signature: sig, Source: fmt.Sprintf("%s:%s layer %d", st, tag, i)})
-		}
+			for i, l := range layers {
+				if l.desc.MediaType != SimpleSigningMediaType {
+					continue
+				}
+				sig, err := b64(l.desc.Annotations[SignatureAnnotation])
+				if err != nil {
+					continue
+				}
+				sigs = append(sigs, Signature{Format: FormatLegacy, Payload: l.data, Signature: sig, Source: fmt.Sprintf("%s:%s layer %d", st, tag, i)})
+			}
+		}()
 	}
-	if what&Attestations != 0 {
-		tag := store.CosignTag(d, "att")
-		layers, _, err := readSigImage(ctx, st, tag, "attestations", lim.MaxEntries, lim.MaxAttestationBytes)
+	if what&Attestations != 0 && formats&FormatLegacy != 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tag := store.CosignTag(d, "att")
+			layers, _, err := readSigImage(ctx, st, tag, "attestations", lim.MaxEntries, lim.MaxAttestationBytes)
+			if err != nil {
+				errAtt = fmt.Errorf("reading attestations of %s: %w", where, err)
+				return
+			}
+			for i, l := range layers {
+				if l.desc.MediaType != DSSEMediaType {
+					continue
+				}
+				atts = append(atts, Attestation{Format: FormatLegacy, Envelope: l.data, PredicateType: l.desc.Annotations[PredicateTypeAnnotation], Source: fmt.Sprintf("%s:%s layer %d", st, tag, i)})
+			}
+		}()
+	}
+	if formats&FormatBundle != 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bundleSigs, bundleAtts, errBundle = fetchBundles(ctx, st, d, what, lim)
+		}()
+	}
+	wg.Wait()
+	for _, err := range []error{errSig, errAtt, errBundle} {
 		if err != nil {
-			return nil, fmt.Errorf("reading attestations of %s: %w", where, err)
-		}
-		for i, l := range layers {
-			if l.desc.MediaType != DSSEMediaType {
-				continue
-			}
-			out.Attestations = append(out.Attestations, Attestation{Format: FormatLegacy, Envelope: l.data, PredicateType: l.desc.Annotations[PredicateTypeAnnotation], Source: fmt.Sprintf("%s:%s layer %d", st, tag, i)})
+			return nil, err
 		}
 	}
+	out := &Attached{Signatures: append(sigs, bundleSigs...), Attestations: append(atts, bundleAtts...)}
+	if len(out.Signatures) > lim.MaxEntries {
+		return nil, entriesLimit("signatures", lim.MaxEntries, len(out.Signatures))
+	}
+	if len(out.Attestations) > lim.MaxEntries {
+		return nil, entriesLimit("attestations", lim.MaxEntries, len(out.Attestations))
+	}
+	return out, nil
+}
+
+// fetchBundles reads the bundle referrers of d.
+func fetchBundles(ctx context.Context, st store.Store, d digest.Digest, what What, lim Limits) ([]Signature, []Attestation, error) {
+	where := st.String() + "@" + d.String()
 	refs, err := st.Referrers(ctx, d, BundleMediaType)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", where, err)
+		return nil, nil, fmt.Errorf("listing referrers of %s: %w", where, err)
 	}
 	if len(refs) > 2*lim.MaxEntries {
-		return nil, entriesLimit("bundles", 2*lim.MaxEntries, len(refs))
+		return nil, nil, entriesLimit("bundles", 2*lim.MaxEntries, len(refs))
 	}
+	var sigs []Signature
+	var atts []Attestation
 	for _, r := range refs {
 		if pt := r.Annotations[BundlePredicateTypeAnnotation]; pt != "" {
 			// Skip, unread, what the caller did not ask for.
@@ -167,7 +214,7 @@ func Fetch(ctx context.Context, st store.Store, d digest.Digest, what What) (*At
 		fb, err := fetchBundleReferrer(ctx, st, lim, d, r.Digest)
 		if err != nil {
 			if errors.Is(err, errs.ErrLimitExceeded) || ctx.Err() != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			// Not a bundle we can read (another tool's referrer): skip it,
 			// as cosign does.
@@ -176,25 +223,19 @@ func Fetch(ctx context.Context, st store.Store, d digest.Digest, what What) (*At
 		src := st.String() + "@" + r.Digest.String()
 		if fb.predicateType == CosignSignPredicateType {
 			if what&Signatures != 0 {
-				out.Signatures = append(out.Signatures, Signature{Format: FormatBundle, Envelope: fb.envelope, Source: src})
+				sigs = append(sigs, Signature{Format: FormatBundle, Envelope: fb.envelope, Source: src})
 			}
 		} else if what&Attestations != 0 {
-			out.Attestations = append(out.Attestations, Attestation{Format: FormatBundle, Envelope: fb.envelope, PredicateType: fb.predicateType, Source: src})
+			atts = append(atts, Attestation{Format: FormatBundle, Envelope: fb.envelope, PredicateType: fb.predicateType, Source: src})
 		}
 	}
-	if len(out.Signatures) > lim.MaxEntries {
-		return nil, entriesLimit("signatures", lim.MaxEntries, len(out.Signatures))
-	}
-	if len(out.Attestations) > lim.MaxEntries {
-		return nil, entriesLimit("attestations", lim.MaxEntries, len(out.Attestations))
-	}
-	return out, nil
+	return sigs, atts, nil
 }
 
 // FetchSignatures reads the signatures of the image d in st: Fetch's
 // signatures.
 func FetchSignatures(ctx context.Context, st store.Store, d digest.Digest) ([]Signature, error) {
-	a, err := Fetch(ctx, st, d, Signatures)
+	a, err := Fetch(ctx, st, d, Signatures, FormatAll)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +245,7 @@ func FetchSignatures(ctx context.Context, st store.Store, d digest.Digest) ([]Si
 // FetchAttestations reads the attestations (DSSE envelopes) of the image
 // d in st: Fetch's attestations.
 func FetchAttestations(ctx context.Context, st store.Store, d digest.Digest) ([]Attestation, error) {
-	a, err := Fetch(ctx, st, d, Attestations)
+	a, err := Fetch(ctx, st, d, Attestations, FormatAll)
 	if err != nil {
 		return nil, err
 	}

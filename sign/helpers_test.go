@@ -262,7 +262,7 @@ func layoutFetch(ctx context.Context, dir string, d digest.Digest, what What) (*
 	if _, err := l.Resolve(ctx, d.String()); err != nil {
 		return nil, err
 	}
-	return Fetch(ctx, l, d, what)
+	return Fetch(ctx, l, d, what, FormatAll)
 }
 
 func fetchLayoutSignatures(ctx context.Context, dir string, d digest.Digest) ([]Signature, error) {

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/spf13/pflag"
@@ -118,6 +120,8 @@ func (a *app) loadSignerAsync(path string) func() (*sign.Signer, error) {
 		s, err := sign.LoadPrivateKey(b, pw)
 		if err != nil {
 			err = fmt.Errorf("%s: %w", path, err)
+		} else if cerr := sign.CachePublicKey(keyCacheDir(), b, s); cerr != nil {
+			a.log.Debug("remembering the public key", "err", cerr)
 		}
 		ch <- result{s, err}
 	}()
@@ -127,6 +131,21 @@ func (a *app) loadSignerAsync(path string) func() (*sign.Signer, error) {
 		once.Do(func() { r = <-ch })
 		return r.s, r.err
 	}
+}
+
+func keyCacheDir() string { return filepath.Join(cacheDir(), "keys") }
+
+// cachedPublicKey is the public key of the key file at path, remembered
+// from an earlier decryption (sign.CachePublicKey), or nil: with it, a
+// rebuild of an image that is already signed and attested does not wait
+// for the key's decryption.
+func cachedPublicKey(path string) crypto.PublicKey {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	pub, _ := sign.CachedPublicKey(keyCacheDir(), b)
+	return pub
 }
 
 // publishReport says what was published, for the metadata file.
@@ -164,9 +183,7 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 		if p.signer == nil {
 			p.signer = a.loadSignerAsync(s.key)
 		}
-		if opts.Signer, err = p.signer(); err != nil {
-			return rep, err
-		}
+		opts.LoadSigner, opts.PublicKey = p.signer, cachedPublicKey(s.key)
 		opts.Formats, _ = s.formats()
 	}
 	pr, err := publish.New(opts).Publish(ctx, st, p.tags, p.r, p.l, res)
