@@ -22,7 +22,6 @@ import (
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/registry"
-	"github.com/vmbuild/vmbuild/sign"
 )
 
 // buildFlags are `vmbuild build`'s options (CLI only; library options are
@@ -181,7 +180,7 @@ type buildPlan struct {
 	auth     session.Attachable
 	progress progressui.DisplayMode
 	// signer resolves to the decrypted signing key (loaded while building).
-	signer func() (*sign.Signer, error)
+	signer *pendingKey
 }
 
 func (a *app) prepareBuild(ctx context.Context, path string, f *buildFlags) (*buildPlan, error) {
@@ -276,13 +275,15 @@ func (a *app) runBuild(ctx context.Context, path string, f *buildFlags) error {
 	}
 	ctx, stopWatch := buildkit.Watchdog(ctx, conn.Client, buildkit.WatchdogOptions{})
 	defer stopWatch()
-	if p.signer != nil {
-		// A key that does not decrypt stops the build before it pushes.
+	if p.signer != nil && p.signer.pub == nil {
+		// A key that does not decrypt stops the build before it pushes
+		// (a key decrypted before is decrypted only if something is to
+		// be signed, after the push by digest and before any tag moves).
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
-			if _, err := p.signer(); err != nil {
+			if _, err := p.signer.load(); err != nil {
 				cancel(err)
 			}
 		}()

@@ -94,22 +94,52 @@ func (a *app) password(confirm bool) ([]byte, error) {
 }
 
 func (a *app) loadSigner(path string) (*sign.Signer, error) {
-	return a.loadSignerAsync(path)()
+	return a.loadSignerAsync(path).load()
+}
+
+// pendingKey is a signing key being read: load returns the signer, pub
+// is its public key when remembered from an earlier decryption.
+type pendingKey struct {
+	load func() (*sign.Signer, error)
+	pub  crypto.PublicKey
 }
 
 // loadSignerAsync reads the key file and the password now (so a missing
-// file or password fails before building) and decrypts the key in the
-// background (scrypt takes a noticeable fraction of a second), while the
-// build runs. The key stays in this process: BuildKit never sees it.
-func (a *app) loadSignerAsync(path string) func() (*sign.Signer, error) {
+// file or password fails before building). A key whose public key is
+// remembered (sign.CachedPublicKey) is decrypted only when something must
+// be signed: a rebuild of an image that is already signed and attested
+// never pays scrypt's few hundred milliseconds, nor competes with the
+// build for the CPU. Any other key is decrypted in the background while
+// the build runs, and its public key remembered. The key stays in this
+// process: BuildKit never sees it.
+func (a *app) loadSignerAsync(path string) *pendingKey {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		err = fmt.Errorf("reading signing key: %w: %w", errs.ErrKey, err)
-		return func() (*sign.Signer, error) { return nil, err }
+		return &pendingKey{load: func() (*sign.Signer, error) { return nil, err }}
 	}
 	pw, err := a.password(false)
 	if err != nil {
-		return func() (*sign.Signer, error) { return nil, err }
+		return &pendingKey{load: func() (*sign.Signer, error) { return nil, err }}
+	}
+	decrypt := func() (*sign.Signer, error) {
+		s, err := sign.LoadPrivateKey(b, pw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if cerr := sign.CachePublicKey(keyCacheDir(), b, s); cerr != nil {
+			a.log.Debug("remembering the public key", "err", cerr)
+		}
+		return s, nil
+	}
+	pub, _ := sign.CachedPublicKey(keyCacheDir(), b)
+	var once sync.Once
+	var s *sign.Signer
+	if pub != nil {
+		return &pendingKey{pub: pub, load: func() (*sign.Signer, error) {
+			once.Do(func() { s, err = decrypt() })
+			return s, err
+		}}
 	}
 	type result struct {
 		s   *sign.Signer
@@ -117,36 +147,16 @@ func (a *app) loadSignerAsync(path string) func() (*sign.Signer, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		s, err := sign.LoadPrivateKey(b, pw)
-		if err != nil {
-			err = fmt.Errorf("%s: %w", path, err)
-		} else if cerr := sign.CachePublicKey(keyCacheDir(), b, s); cerr != nil {
-			a.log.Debug("remembering the public key", "err", cerr)
-		}
+		s, err := decrypt()
 		ch <- result{s, err}
 	}()
-	var once sync.Once
-	var r result
-	return func() (*sign.Signer, error) {
-		once.Do(func() { r = <-ch })
-		return r.s, r.err
-	}
+	return &pendingKey{load: func() (*sign.Signer, error) {
+		once.Do(func() { r := <-ch; s, err = r.s, r.err })
+		return s, err
+	}}
 }
 
 func keyCacheDir() string { return filepath.Join(cacheDir(), "keys") }
-
-// cachedPublicKey is the public key of the key file at path, remembered
-// from an earlier decryption (sign.CachePublicKey), or nil: with it, a
-// rebuild of an image that is already signed and attested does not wait
-// for the key's decryption.
-func cachedPublicKey(path string) crypto.PublicKey {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	pub, _ := sign.CachedPublicKey(keyCacheDir(), b)
-	return pub
-}
 
 // publishReport says what was published, for the metadata file.
 type publishReport struct {
@@ -183,7 +193,7 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 		if p.signer == nil {
 			p.signer = a.loadSignerAsync(s.key)
 		}
-		opts.LoadSigner, opts.PublicKey = p.signer, cachedPublicKey(s.key)
+		opts.LoadSigner, opts.PublicKey = p.signer.load, p.signer.pub
 		opts.Formats, _ = s.formats()
 	}
 	pr, err := publish.New(opts).Publish(ctx, st, p.tags, p.r, p.l, res)
