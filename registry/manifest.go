@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/images"
@@ -51,17 +50,6 @@ func readLimited(r io.Reader, limit int64, what string) ([]byte, error) {
 	return b, nil
 }
 
-// ReadFileLimited reads a local file (an OCI layout's index.json, a blob)
-// of at most limit bytes; more is a LimitError named "<what> size
-// (<limit>)", as for a registry response.
-func ReadFileLimited(path string, limit int64, what string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readLimited(f, limit, what)
-}
 
 func sizeLimitError(what string, limit, got int64) error {
 	return &errs.LimitError{Limit: fmt.Sprintf("%s size (%s)", what, FormatBytes(limit)), Got: fmt.Sprintf("%d bytes", got)}
