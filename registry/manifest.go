@@ -50,7 +50,6 @@ func readLimited(r io.Reader, limit int64, what string) ([]byte, error) {
 	return b, nil
 }
 
-
 func sizeLimitError(what string, limit, got int64) error {
 	return &errs.LimitError{Limit: fmt.Sprintf("%s size (%s)", what, FormatBytes(limit)), Got: fmt.Sprintf("%d bytes", got)}
 }
