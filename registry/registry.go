@@ -89,7 +89,8 @@ func DefaultLimits() Limits {
 	}
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with its zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
 	d := DefaultLimits()
 	if l.MaxManifestBytes <= 0 {
 		l.MaxManifestBytes = d.MaxManifestBytes
@@ -174,7 +175,7 @@ func WithRetry(attempts int, baseBackoff time.Duration) Option {
 
 // WithLimits sets read limits; zero fields keep their defaults.
 func WithLimits(l Limits) Option {
-	return func(c *Client) { c.limits = l.withDefaults() }
+	return func(c *Client) { c.limits = l.WithDefaults() }
 }
 
 // WithHTTPClient sets the HTTP client whose transport is used (it is

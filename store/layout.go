@@ -69,7 +69,7 @@ type LayoutOption func(*Layout)
 
 // WithLayoutLimits sets the read limits; zero fields keep their defaults.
 func WithLayoutLimits(l Limits) LayoutOption {
-	return func(s *Layout) { s.lim = withDefaults(l) }
+	return func(s *Layout) { s.lim = l.WithDefaults() }
 }
 
 // WithLayoutLogger sets the logger (silent by default).
@@ -81,25 +81,6 @@ func WithLayoutLogger(l *slog.Logger) LayoutOption {
 	}
 }
 
-func withDefaults(l Limits) Limits {
-	d := DefaultLimits()
-	if l.MaxManifestBytes <= 0 {
-		l.MaxManifestBytes = d.MaxManifestBytes
-	}
-	if l.MaxBlobBytes <= 0 {
-		l.MaxBlobBytes = d.MaxBlobBytes
-	}
-	if l.MaxIndexBytes <= 0 {
-		l.MaxIndexBytes = d.MaxIndexBytes
-	}
-	if l.MaxReferrers <= 0 {
-		l.MaxReferrers = d.MaxReferrers
-	}
-	if l.MaxTags <= 0 {
-		l.MaxTags = d.MaxTags
-	}
-	return l
-}
 
 func newLayout(dir string, opts []LayoutOption) *Layout {
 	l := &Layout{dir: filepath.Clean(dir), lim: DefaultLimits(), log: slog.New(slog.DiscardHandler)}
