@@ -81,7 +81,6 @@ func WithLayoutLogger(l *slog.Logger) LayoutOption {
 	}
 }
 
-
 func newLayout(dir string, opts []LayoutOption) *Layout {
 	l := &Layout{dir: filepath.Clean(dir), lim: DefaultLimits(), log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
