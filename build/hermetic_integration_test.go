@@ -191,7 +191,8 @@ platform: linux/amd64
 	}
 
 	// Cold: every fetch, unpack and step again.
-	o := opts(e, c, build.Output{OCIDir: filepath.Join(t.TempDir(), "oci")})
+	againLayout := filepath.Join(t.TempDir(), "oci")
+	o := opts(e, c, build.Output{OCIDir: againLayout})
 	o.NoCache = true
 	again, err := build.Build(ctx, r, l, o)
 	if err != nil {
@@ -199,6 +200,14 @@ platform: linux/amd64
 	}
 	if again.Digest != res.Digest {
 		t.Errorf("a build without cache gave %s, the first %s", again.Digest, res.Digest)
+		for i := range res.Manifest.Layers {
+			if i < len(again.Manifest.Layers) && res.Manifest.Layers[i].Digest != again.Manifest.Layers[i].Digest {
+				t.Errorf("layer %d differs: %s, then %s", i, res.Manifest.Layers[i].Digest, again.Manifest.Layers[i].Digest)
+			}
+		}
+		if res.Config.RootFS.DiffIDs != nil && fmt.Sprint(res.Config) != fmt.Sprint(again.Config) {
+			t.Errorf("configs differ:\n%+v\n%+v", res.Config, again.Config)
+		}
 	}
 	if ran, _ := vertexRan(again, "[vmbuild] base: unpack"); ran != l.Debian.Packages {
 		t.Errorf("the cold build unpacked %d packages, want %d", ran, l.Debian.Packages)

@@ -19,7 +19,10 @@ func (g *Graph) DOT() string {
 	fmt.Fprintf(&b, "digraph %s {\n", q(r.Name))
 	b.WriteString("  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n")
 	fmt.Fprintf(&b, "  source [label=%s, shape=folder];\n", q(fmt.Sprintf("source\n%s\n%s@%s", RedactURL(r.Upstream.Git), r.Upstream.Ref, l.ShortCommit())))
-	if g.Base.Output() != nil {
+	switch {
+	case l.Debian != nil && g.Base.Output() != nil:
+		fmt.Fprintf(&b, "  base [label=%s, shape=cylinder];\n", q(fmt.Sprintf("base: %d Debian packages\n%s %s (%s)", l.Debian.Packages, l.Debian.Suite, l.Debian.Architecture, strings.Join(l.Debian.Requested, " "))))
+	case g.Base.Output() != nil:
 		fmt.Fprintf(&b, "  base [label=%s, shape=cylinder];\n", q("base\n"+l.Base.Pinned()))
 	}
 	prev := "source"
@@ -56,6 +59,9 @@ func (g *Graph) DOT() string {
 		label := fmt.Sprintf("layer: %s\nrun: %s\nout: %s", lay.Name, abbrev(lay.Run, 40), strings.Join(lay.Outputs, " "))
 		if lay.Network == "host" {
 			label += "\nnetwork: host"
+		}
+		if ld, ok := l.DepsLock.LayerDeps(lay.Name); ok {
+			label += fmt.Sprintf("\ndeps: %d %s packages (pinned, offline)", len(ld.Packages), ld.Manager)
 		}
 		fmt.Fprintf(&b, "  %s [label=%s];\n", id, q(label))
 		inputs := "(no inputs)"

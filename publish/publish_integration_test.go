@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -308,6 +309,11 @@ func contains(ss []string, s string) bool {
 func TestNoCredentialsInProvenance(t *testing.T) {
 	e := start(t)
 	up := e.NewUpstream(t, "private")
+	// A commit of this run's own: BuildKit keys a git source by its
+	// commit, so an earlier test's (or run's) fetch of the fixture's
+	// commits would spare this build from asking for credentials.
+	up.Write("run-id", strconv.FormatInt(time.Now().UnixNano(), 10))
+	up.Commit("this run", fixture.T0.Add(48*time.Hour))
 	const user, token = "ci-bot", "ghp_SuperSecretToken123"
 	git := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(up.GitDir), "GIT_HTTP_EXPORT_ALL=1"}}
 	var authorized atomic.Int64
@@ -350,10 +356,6 @@ func TestNoCredentialsInProvenance(t *testing.T) {
 	var progress bytes.Buffer
 	o.Progress, o.ProgressMode = &progress, "plain"
 	o.GitCredentials = lock.GitCLI{}.Credential
-	// No cache: BuildKit keys the git source by its pinned commit, which
-	// an earlier run of this test (same content, same commit) may have
-	// left in the daemon's cache; this build must fetch.
-	o.NoCache = true
 	locked := authorized.Load()
 	res, err := build.Build(ctx, r, l, o)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/testenv/detgit"
 	"github.com/vmbuild/vmbuild/llb"
@@ -82,6 +83,25 @@ func placeholderLock(r *recipe.Recipe) *lock.Lock {
 	}
 	for _, p := range r.Patches {
 		l.Patches = append(l.Patches, lock.PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
+	}
+	// A Debian base and deps layers get one placeholder package each.
+	pkg := func(name, path string) deps.Package {
+		return deps.Package{Name: name, Version: "1", URL: "https://placeholder.invalid/" + path, SHA256: strings.Repeat("0", 64), Path: path}
+	}
+	if db := r.BaseDebian; db != nil {
+		l.Debian = &lock.DebianPin{Mirror: db.Mirror, Suite: db.Suite, Components: db.Components, Architecture: "amd64",
+			InRelease: lock.InReleasePin{URL: db.Mirror + "/dists/" + db.Suite + "/InRelease", SHA256: strings.Repeat("0", 64)}, Packages: 1}
+		l.DepsLock = &lock.DepsLock{Version: lock.DepsVersion, Base: &lock.BasePackages{Packages: []deps.Package{pkg("libc6", "debs/libc6_1_amd64.deb")}}}
+	}
+	for _, lay := range r.Build.Layers {
+		if lay.Deps == nil {
+			continue
+		}
+		if l.DepsLock == nil {
+			l.DepsLock = &lock.DepsLock{Version: lock.DepsVersion}
+		}
+		l.DepsLock.Layers = append(l.DepsLock.Layers, lock.LayerDeps{Layer: lay.Name, Manager: string(lay.Deps.Manager), Lockfile: lay.Deps.Lockfile,
+			LockfileSHA256: strings.Repeat("0", 64), Packages: []lock.PackagePin{{Package: pkg("placeholder", "placeholder/-/placeholder-1.tgz")}}})
 	}
 	return l
 }
