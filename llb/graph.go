@@ -393,6 +393,15 @@ func (g *Graph) layer(l recipe.Layer, outputs map[string]bk.State) (LayerStep, e
 		}
 	}
 	out := bk.Scratch().File(fa, bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s outputs: %s", l.Name, strings.Join(l.Outputs, " "))))
+	if len(l.Outputs) > 1 {
+		// Each copy sets its own files' times, but adding an output to a
+		// directory an earlier one created moves that directory's mtime
+		// to the build's time: one copy of the whole result sets every
+		// time, directories after their contents.
+		out = bk.Scratch().File(
+			bk.Copy(out, "/", "/", &bk.CopyInfo{CopyDirContentsOnly: true, CreatedTime: &LayerTime}),
+			bk.WithCustomName(fmt.Sprintf("[vmbuild] layer %s outputs (fixed times)", l.Name)))
+	}
 	return LayerStep{Layer: l, Run: root, Output: out}, nil
 }
 
