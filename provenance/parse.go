@@ -2,7 +2,6 @@ package provenance
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
@@ -113,27 +112,6 @@ func parse(data []byte) (*Info, error) {
 	return info, nil
 }
 
-// object checks that v is an object with exactly the keys required plus
-// any of optional.
-func object(path string, v *structpb.Value, required []string, optional ...string) (map[string]*structpb.Value, error) {
-	s := v.GetStructValue()
-	if s == nil {
-		return nil, fmt.Errorf("%s: want an object", path)
-	}
-	m := s.GetFields()
-	for k := range m {
-		if !slices.Contains(required, k) && !slices.Contains(optional, k) {
-			return nil, fmt.Errorf("%s: unknown key %q", path, k)
-		}
-	}
-	for _, k := range required {
-		if _, ok := m[k]; !ok {
-			return nil, fmt.Errorf("%s: missing key %q", path, k)
-		}
-	}
-	return m, nil
-}
-
 func str(path string, v *structpb.Value) (string, error) {
 	sv, ok := v.GetKind().(*structpb.Value_StringValue)
 	if !ok {
@@ -160,11 +138,11 @@ func list(path string, v *structpb.Value) ([]*structpb.Value, error) {
 
 func parseExternal(ext *structpb.Struct, info *Info) error {
 	const p = "externalParameters"
-	top, err := object(p, structpb.NewStructValue(ext), []string{"recipe", "upstream", "patches", "build"})
+	top, err := readObject(p, structpb.NewStructValue(ext), externalShape)
 	if err != nil {
 		return err
 	}
-	rec, err := object(p+".recipe", top["recipe"], []string{"name", "path", "sha256"})
+	rec, err := readObject(p+".recipe", top["recipe"], externalShape.sub("recipe"))
 	if err != nil {
 		return err
 	}
@@ -181,7 +159,7 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 		return fmt.Errorf("%s.recipe.sha256: not 64 lowercase hex", p)
 	}
 
-	up, err := object(p+".upstream", top["upstream"], []string{"repository", "ref"})
+	up, err := readObject(p+".upstream", top["upstream"], externalShape.sub("upstream"))
 	if err != nil {
 		return err
 	}
@@ -203,7 +181,7 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 	seen := map[string]bool{}
 	for i, pv := range patches {
 		pp := fmt.Sprintf("%s.patches[%d]", p, i)
-		pm, err := object(pp, pv, []string{"name", "kind", "sha256"})
+		pm, err := readObject(pp, pv, patchShape)
 		if err != nil {
 			return err
 		}
@@ -227,9 +205,13 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 		if !hex64.MatchString(pt.SHA256) {
 			return fmt.Errorf("%s.sha256: not 64 lowercase hex", pp)
 		}
+		if err := parsePatchApplication(pp, pm, &pt); err != nil {
+			return err
+		}
 		info.Patches = append(info.Patches, pt)
 	}
 
+	buildShape := externalShape.sub("build")
 	bs := top["build"].GetStructValue()
 	if bs == nil {
 		return fmt.Errorf("%s.build: want an object", p)
@@ -240,11 +222,14 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 	}
 	switch mode {
 	case ModeDockerfile:
-		bm, err := object(p+".build", top["build"], []string{"mode", "dockerfile"})
+		bm, err := readObject(p+".build", top["build"], buildShape, "dockerfile")
 		if err != nil {
 			return err
 		}
-		df, err := object(p+".build.dockerfile", bm["dockerfile"], []string{"path", "target", "args"})
+		if _, ok := bm["layers"]; ok {
+			return fmt.Errorf("%s.build: unknown key %q in mode %q", p, "layers", mode)
+		}
+		df, err := readObject(p+".build.dockerfile", bm["dockerfile"], buildShape.sub("dockerfile"))
 		if err != nil {
 			return err
 		}
@@ -270,9 +255,12 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 		}
 		info.Dockerfile = d
 	case ModeNative:
-		bm, err := object(p+".build", top["build"], []string{"mode", "layers"})
+		bm, err := readObject(p+".build", top["build"], buildShape, "layers")
 		if err != nil {
 			return err
+		}
+		if _, ok := bm["dockerfile"]; ok {
+			return fmt.Errorf("%s.build: unknown key %q in mode %q", p, "dockerfile", mode)
 		}
 		ls, err := list(p+".build.layers", bm["layers"])
 		if err != nil {
@@ -301,7 +289,7 @@ func parseInternal(in *structpb.Struct, info *Info) error {
 	if in == nil {
 		return fmt.Errorf("%s: missing", p)
 	}
-	m, err := object(p, structpb.NewStructValue(in), []string{"buildkitVersion", "llbDigest"})
+	m, err := readObject(p, structpb.NewStructValue(in), internalShape)
 	if err != nil {
 		return err
 	}
@@ -314,7 +302,89 @@ func parseInternal(in *structpb.Struct, info *Info) error {
 	if !digestRe.MatchString(info.LLBDigest) {
 		return fmt.Errorf("%s.llbDigest: %q is not a digest", p, info.LLBDigest)
 	}
+	if v, ok := m["nonHermetic"]; ok {
+		l, err := list(p+".nonHermetic", v)
+		if err != nil {
+			return err
+		}
+		info.NonHermetic = make([]Access, 0, len(l))
+		for i, av := range l {
+			ap := fmt.Sprintf("%s.nonHermetic[%d]", p, i)
+			am, err := readObject(ap, av, accessShape)
+			if err != nil {
+				return err
+			}
+			var a Access
+			for _, kv := range []struct {
+				key string
+				dst *string
+			}{{"kind", &a.Kind}, {"step", &a.Step}, {"network", &a.Network}, {"uri", &a.URI}} {
+				if v, ok := am[kv.key]; ok {
+					if *kv.dst, err = nonEmpty(ap+"."+kv.key, v); err != nil {
+						return err
+					}
+				}
+			}
+			if err := checkAccess(a); err != nil {
+				return fmt.Errorf("%s: %v", ap, err)
+			}
+			info.NonHermetic = append(info.NonHermetic, a)
+		}
+	}
 	return nil
+}
+
+// parsePatchApplication reads a patch's options and outcome, when
+// recorded.
+func parsePatchApplication(pp string, pm map[string]*structpb.Value, pt *Patch) error {
+	if v, ok := pm["options"]; ok {
+		om, err := readObject(pp+".options", v, patchShape.sub("options"))
+		if err != nil {
+			return err
+		}
+		o := &PatchOptions{}
+		if o.Offset, err = boolean(pp+".options.offset", om["offset"]); err != nil {
+			return err
+		}
+		if o.Optional, err = boolean(pp+".options.optional", om["optional"]); err != nil {
+			return err
+		}
+		if o.Fuzz, err = smallInt(pp+".options.fuzz", om["fuzz"]); err != nil {
+			return err
+		}
+		pt.Options = o
+	}
+	if v, ok := pm["outcome"]; ok {
+		var err error
+		if pt.Outcome, err = nonEmpty(pp+".outcome", v); err != nil {
+			return err
+		}
+	}
+	if err := checkPatchApplication(*pt); err != nil {
+		return fmt.Errorf("%s: %v", pp, err)
+	}
+	return nil
+}
+
+func boolean(path string, v *structpb.Value) (bool, error) {
+	bv, ok := v.GetKind().(*structpb.Value_BoolValue)
+	if !ok {
+		return false, fmt.Errorf("%s: want true or false", path)
+	}
+	return bv.BoolValue, nil
+}
+
+// smallInt reads a number that is a small non-negative integer.
+func smallInt(path string, v *structpb.Value) (int, error) {
+	nv, ok := v.GetKind().(*structpb.Value_NumberValue)
+	if !ok {
+		return 0, fmt.Errorf("%s: want a number", path)
+	}
+	n := nv.NumberValue
+	if n < 0 || n > 1000 || n != float64(int(n)) {
+		return 0, fmt.Errorf("%s: %v is not a small whole number", path, n)
+	}
+	return int(n), nil
 }
 
 // onlyDigest checks that a digest set holds exactly one algorithm.
@@ -358,7 +428,7 @@ func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
 		return fmt.Errorf("%s[0].uri: %q does not match externalParameters.upstream (%q)", p, src.GetUri(), want)
 	}
 	if ann := src.GetAnnotations(); ann != nil {
-		m, err := object(p+"[0].annotations", structpb.NewStructValue(ann), []string{"commitTime"})
+		m, err := readObject(p+"[0].annotations", structpb.NewStructValue(ann), commitTimeShape)
 		if err != nil {
 			return err
 		}

@@ -53,6 +53,37 @@ const (
 	// PatchKindDiff and PatchKindScript are the kinds of patch.
 	PatchKindDiff   = "diff"
 	PatchKindScript = "script"
+
+	// OutcomeApplied and OutcomeNoop are the values of
+	// externalParameters.patches[].outcome: the patch changed the tree, or
+	// (an optional patch) it changed nothing.
+	OutcomeApplied = "applied"
+	OutcomeNoop    = "noop"
+
+	// MaxFuzz is the largest fuzz a diff may be applied with.
+	MaxFuzz = 3
+)
+
+// Kinds of internalParameters.nonHermetic entries: what the build reached
+// beyond its pinned inputs.
+const (
+	// AccessNetwork is a step that ran with network access.
+	AccessNetwork = "network"
+	// AccessHTTP is an http(s) download that no checksum pins (a
+	// Dockerfile's ADD <url> without --checksum).
+	AccessHTTP = "http"
+	// AccessGit is a git fetch that no commit pins (ADD <git url>).
+	AccessGit = "git"
+)
+
+// Network modes of an AccessNetwork step.
+const (
+	// NetworkSandbox is BuildKit's default network: a Dockerfile RUN step
+	// without --network=none has it.
+	NetworkSandbox = "sandbox"
+	// NetworkHost is the host's network (a native layer with
+	// `network: host`, RUN --network=host).
+	NetworkHost = "host"
 )
 
 // Resolved dependency names (resolvedDependencies[].name) for the
@@ -95,6 +126,70 @@ type Patch struct {
 	Name   string // patch name (file name in the recipe directory)
 	Kind   string // PatchKindDiff or PatchKindScript
 	SHA256 string // hex sha256 of the patch file
+	// Options are the recipe's options for the patch; nil when not
+	// recorded (statements written before vmbuild recorded them).
+	Options *PatchOptions
+	// Outcome is what the build observed: OutcomeApplied or OutcomeNoop;
+	// "" when not recorded.
+	Outcome string
+}
+
+// PatchOptions are the recipe's options for applying one patch.
+type PatchOptions struct {
+	Offset   bool // a hunk may apply at another line than its header says (diffs)
+	Fuzz     int  // context lines that may be ignored, 0..MaxFuzz (diffs)
+	Optional bool // a patch that changes nothing is not an error
+}
+
+// Strict reports whether p is recorded as applied strictly, as written: its
+// options are recorded and allow no offset, no fuzz and no no-op, and it
+// changed the tree. When not, it says why.
+func (p Patch) Strict() (bool, string) {
+	var why []string
+	switch {
+	case p.Options == nil:
+		why = append(why, "its options are not recorded")
+	default:
+		if p.Options.Offset {
+			why = append(why, "offset allowed")
+		}
+		if p.Options.Fuzz > 0 {
+			why = append(why, fmt.Sprintf("fuzz %d", p.Options.Fuzz))
+		}
+		if p.Options.Optional {
+			why = append(why, "optional")
+		}
+	}
+	switch p.Outcome {
+	case OutcomeApplied:
+	case "":
+		why = append(why, "its outcome is not recorded")
+	default:
+		why = append(why, "outcome "+p.Outcome)
+	}
+	return len(why) == 0, strings.Join(why, ", ")
+}
+
+// Access is one way the build reached beyond its pinned inputs: a step
+// with network access, or a download that nothing pins.
+type Access struct {
+	Kind    string // AccessNetwork, AccessHTTP or AccessGit
+	Step    string // the step, as BuildKit names it (URLs redacted); required for AccessNetwork
+	Network string // AccessNetwork: NetworkSandbox or NetworkHost
+	URI     string // AccessHTTP, AccessGit: the URL fetched, sanitized
+}
+
+// String describes a for messages.
+func (a Access) String() string {
+	switch a.Kind {
+	case AccessNetwork:
+		return fmt.Sprintf("%s network in step %q", a.Network, a.Step)
+	case AccessHTTP:
+		return "unpinned download " + a.URI
+	case AccessGit:
+		return "unpinned git fetch " + a.URI
+	}
+	return a.Kind
 }
 
 // Dockerfile is the dockerfile build mode.
@@ -132,6 +227,12 @@ type Input struct {
 	Frontend *Image  // dockerfile frontend image (`# syntax=`), if any
 	Images   []Image // images the Dockerfile pulled, pinned (dockerfile mode)
 
+	// NonHermetic lists what the build reached beyond its pinned inputs:
+	// steps with network access, downloads no digest pins. Empty (not nil)
+	// means none; nil means not recorded (statements written before
+	// vmbuild recorded it), which is not the same as none.
+	NonHermetic []Access
+
 	BuilderID    string // default DefaultBuilderID
 	InvocationID string // unique id of this build run
 	StartedOn    time.Time
@@ -159,10 +260,7 @@ func New(in Input) (*intoto.Statement, error) {
 	if err != nil {
 		return nil, err
 	}
-	internal, err := structpb.NewStruct(map[string]any{
-		"buildkitVersion": in.BuildKitVersion,
-		"llbDigest":       in.LLBDigest,
-	})
+	internal, err := internalParameters(in)
 	if err != nil {
 		return nil, fmt.Errorf("building internalParameters: %w", err)
 	}
@@ -299,6 +397,14 @@ func validate(in *Input) error {
 		if !hex64.MatchString(p.SHA256) {
 			return fmt.Errorf("provenance input: patch %q: sha256 %q is not 64 lowercase hex", p.Name, p.SHA256)
 		}
+		if err := checkPatchApplication(p); err != nil {
+			return fmt.Errorf("provenance input: patch %q: %w", p.Name, err)
+		}
+	}
+	for i, a := range in.NonHermetic {
+		if err := checkAccess(a); err != nil {
+			return fmt.Errorf("provenance input: nonHermetic[%d]: %w", i, err)
+		}
 	}
 	switch {
 	case in.Dockerfile != nil && in.Native != nil:
@@ -371,7 +477,14 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 	}
 	patches := make([]any, 0, len(in.Patches))
 	for _, p := range in.Patches {
-		patches = append(patches, map[string]any{"name": p.Name, "kind": p.Kind, "sha256": p.SHA256})
+		pm := map[string]any{"name": p.Name, "kind": p.Kind, "sha256": p.SHA256}
+		if o := p.Options; o != nil {
+			pm["options"] = map[string]any{"offset": o.Offset, "fuzz": o.Fuzz, "optional": o.Optional}
+		}
+		if p.Outcome != "" {
+			pm["outcome"] = p.Outcome
+		}
+		patches = append(patches, pm)
 	}
 	var build map[string]any
 	if in.Dockerfile != nil {
@@ -404,6 +517,93 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 		return nil, fmt.Errorf("building externalParameters: %w", err)
 	}
 	return s, nil
+}
+
+func internalParameters(in Input) (*structpb.Struct, error) {
+	m := map[string]any{
+		"buildkitVersion": in.BuildKitVersion,
+		"llbDigest":       in.LLBDigest,
+	}
+	if in.NonHermetic != nil {
+		l := make([]any, 0, len(in.NonHermetic))
+		for _, a := range in.NonHermetic {
+			am := map[string]any{"kind": a.Kind}
+			if a.Step != "" {
+				am["step"] = a.Step
+			}
+			if a.Network != "" {
+				am["network"] = a.Network
+			}
+			if a.URI != "" {
+				am["uri"] = a.URI
+			}
+			l = append(l, am)
+		}
+		m["nonHermetic"] = l
+	}
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil, fmt.Errorf("building internalParameters: %w", err)
+	}
+	return s, nil
+}
+
+// checkPatchApplication checks a patch's options and outcome (both may be
+// unrecorded) and that they agree: only an optional patch may be a no-op,
+// offset and fuzz are for diffs.
+func checkPatchApplication(p Patch) error {
+	switch p.Outcome {
+	case "", OutcomeApplied, OutcomeNoop:
+	default:
+		return fmt.Errorf("outcome %q is not %q or %q", p.Outcome, OutcomeApplied, OutcomeNoop)
+	}
+	o := p.Options
+	if o == nil {
+		return nil
+	}
+	if o.Fuzz < 0 || o.Fuzz > MaxFuzz {
+		return fmt.Errorf("fuzz %d is not 0..%d", o.Fuzz, MaxFuzz)
+	}
+	if p.Kind == PatchKindScript && (o.Offset || o.Fuzz != 0) {
+		return fmt.Errorf("offset and fuzz are options of diffs, not scripts")
+	}
+	if p.Outcome == OutcomeNoop && !o.Optional {
+		return fmt.Errorf("outcome %q, but the patch is not optional (a required patch that changes nothing fails the build)", OutcomeNoop)
+	}
+	return nil
+}
+
+// checkAccess checks one nonHermetic entry: the keys its kind has, a
+// sanitized URL, a step name on one line.
+func checkAccess(a Access) error {
+	if strings.ContainsAny(a.Step, "\n\r") {
+		return fmt.Errorf("step is not on one line")
+	}
+	switch a.Kind {
+	case AccessNetwork:
+		if a.Step == "" {
+			return fmt.Errorf("a %s entry names no step", a.Kind)
+		}
+		if a.Network != NetworkSandbox && a.Network != NetworkHost {
+			return fmt.Errorf("network %q is not %q or %q", a.Network, NetworkSandbox, NetworkHost)
+		}
+		if a.URI != "" {
+			return fmt.Errorf("a %s entry has no uri", a.Kind)
+		}
+	case AccessHTTP, AccessGit:
+		if a.Network != "" {
+			return fmt.Errorf("a %s entry has no network", a.Kind)
+		}
+		if a.URI == "" {
+			return fmt.Errorf("a %s entry names no uri", a.Kind)
+		}
+		if clean, err := redact.URL(a.URI); err != nil || clean != a.URI {
+			return fmt.Errorf("uri is not a sanitized URL (no credentials, query or fragment)")
+		}
+	default:
+		return fmt.Errorf("kind %q is not %q, %q or %q", a.Kind, AccessNetwork, AccessHTTP, AccessGit)
+	}
+	return nil
 }
 
 func resolvedDependencies(in Input) ([]*intoto.ResourceDescriptor, error) {

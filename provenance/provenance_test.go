@@ -162,7 +162,7 @@ func TestParseRoundTrip(t *testing.T) {
 }
 
 // mutate applies f to the golden statement as generic JSON.
-func mutate(t *testing.T, f func(doc map[string]any)) []byte {
+func mutate(t testing.TB, f func(doc map[string]any)) []byte {
 	t.Helper()
 	golden, err := os.ReadFile("testdata/golden-dockerfile.json")
 	if err != nil {
@@ -188,9 +188,11 @@ func extOf(doc map[string]any) map[string]any {
 }
 func depsOf(doc map[string]any) []any { return bdOf(doc)["resolvedDependencies"].([]any) }
 
-func TestParseRefusals(t *testing.T) {
+// parseRefusals are statements Parse must refuse (also FuzzParse's
+// seeds).
+func parseRefusals(t testing.TB) map[string][]byte {
 	golden, _ := os.ReadFile("testdata/golden-dockerfile.json")
-	cases := map[string][]byte{
+	return map[string][]byte{
 		"truncated":              golden[:len(golden)/2],
 		"empty":                  nil,
 		"not json":               []byte("hello"),
@@ -244,6 +246,10 @@ func TestParseRefusals(t *testing.T) {
 			d["predicate"].(map[string]any)["runDetails"].(map[string]any)["metadata"].(map[string]any)["finishedOn"] = "2000-01-01T00:00:00Z"
 		}),
 	}
+}
+
+func TestParseRefusals(t *testing.T) {
+	cases := parseRefusals(t)
 	for name, data := range cases {
 		info, err := Parse(data)
 		if err == nil {
@@ -312,11 +318,9 @@ func TestPURL(t *testing.T) {
 // FuzzParse: Parse never panics, refuses with a VerificationError, and
 // anything it accepts survives New/Marshal/Parse unchanged.
 func FuzzParse(f *testing.F) {
-	golden, err := os.ReadFile("testdata/golden-dockerfile.json")
-	if err != nil {
-		f.Fatal(err)
+	for _, b := range fuzzSeeds(f) {
+		f.Add(b)
 	}
-	f.Add(golden)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := Parse(data)
 		if err != nil {
