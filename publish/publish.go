@@ -327,11 +327,11 @@ func equivalentAttestation(pub crypto.PublicKey, formats sign.Format, atts []sig
 			continue
 		}
 		pt, payload, err := sign.VerifyDSSE(pub, a.Envelope)
-		if err != nil || pt != sign.InTotoPayloadType {
+		if err != nil {
 			continue
 		}
-		got, err := provenance.Parse(payload)
-		if err != nil || !sameBuild(got, want) {
+		rd, err := provenance.Read(pt, payload, res.Digest)
+		if err != nil || !sameBuild(rd.Info, want) {
 			continue
 		}
 		found |= a.Format

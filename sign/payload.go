@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/provenance"
 )
 
 // Media types, annotations and predicate types as cosign writes them.
@@ -27,7 +28,7 @@ const (
 	SimpleSigningMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
 	DSSEMediaType          = "application/vnd.dsse.envelope.v1+json"
 	BundleMediaType        = "application/vnd.dev.sigstore.bundle.v0.3+json"
-	InTotoPayloadType      = "application/vnd.in-toto+json"
+	InTotoPayloadType      = provenance.PayloadType
 	EmptyConfigMediaType   = "application/vnd.oci.empty.v1+json"
 	SignatureConfigType    = "application/vnd.oci.image.config.v1+json"
 
@@ -42,10 +43,6 @@ const (
 	CosignSignPredicateType = "https://sigstore.dev/cosign/sign/v1"
 	// SimpleSigningType is critical.type of a simple-signing payload.
 	SimpleSigningType = "cosign container image signature"
-
-	statementType = "https://in-toto.io/Statement/v1"
-	// statementTypeV01 is the in-toto v0.1 statement type cosign writes.
-	statementTypeV01 = "https://in-toto.io/Statement/v0.1"
 )
 
 // SimpleSigning is a parsed cosign simple-signing payload.
@@ -288,49 +285,30 @@ func EnvelopeFromBundle(bundle []byte) ([]byte, error) {
 // statementInfo is what publishing needs from an in-toto statement.
 type statementInfo struct {
 	PredicateType string
-	Subjects      []digest.Digest
+	st            *provenance.Statement
 }
 
+// parseStatement reads an in-toto statement with provenance.ReadStatement:
+// v1, or the v0.1 cosign (v2 attest, and v3's bundles) still writes. What
+// a statement claims is only trusted after the verifier parsed it
+// strictly.
 func parseStatement(data []byte) (*statementInfo, error) {
-	var st struct {
-		Type    string `json:"_type"`
-		Subject []struct {
-			Digest map[string]string `json:"digest"`
-		} `json:"subject"`
-		PredicateType string `json:"predicateType"`
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
+	st, err := provenance.ReadStatement(data)
+	if err != nil {
+		var ve *errs.VerificationError
+		if errors.As(err, &ve) {
+			// Publishing and listing, not verifying: a plain error.
+			return nil, fmt.Errorf("parsing in-toto statement: %s", ve.Reason)
+		}
 		return nil, fmt.Errorf("parsing in-toto statement: %w", err)
-	}
-	// cosign (v2 attest, and v3's bundles) still writes in-toto v0.1
-	// statements; list them too. What a statement claims is only trusted
-	// after the verifier parsed it strictly.
-	if st.Type != statementType && st.Type != statementTypeV01 {
-		return nil, fmt.Errorf("statement _type is %q, want %q", st.Type, statementType)
 	}
 	if st.PredicateType == "" {
 		return nil, errors.New("statement has no predicateType")
 	}
-	info := &statementInfo{PredicateType: st.PredicateType}
-	for _, s := range st.Subject {
-		if h, ok := s.Digest["sha256"]; ok {
-			d := digest.NewDigestFromEncoded(digest.SHA256, h)
-			if d.Validate() == nil {
-				info.Subjects = append(info.Subjects, d)
-			}
-		}
-	}
-	return info, nil
+	return &statementInfo{PredicateType: st.PredicateType, st: st}, nil
 }
 
-func (si *statementInfo) covers(d digest.Digest) bool {
-	for _, s := range si.Subjects {
-		if s == d {
-			return true
-		}
-	}
-	return false
-}
+func (si *statementInfo) covers(d digest.Digest) bool { return si.st.About(d) }
 
 // signStatement returns cosign v3's image-signing statement for d,
 // {"_type":…,"predicate":{},"predicateType":"https://sigstore.dev/cosign/sign/v1","subject":[{"annotations":{},"digest":{"sha256":hex}}]},

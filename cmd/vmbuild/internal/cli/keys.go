@@ -191,24 +191,18 @@ func verifiedProvenance(ctx context.Context, reg *registry.Client, t imageTarget
 			reasons = append(reasons, err.Error())
 			continue
 		}
-		if pt != "application/vnd.in-toto+json" {
-			reasons = append(reasons, fmt.Sprintf("payloadType %q", pt))
-			continue
-		}
-		info, err := provenance.Parse(payload)
+		// The one attestation reader, as vmbuild verify reads them (cosign
+		// v2's in-toto v0.1 statements too).
+		rd, err := provenance.Read(pt, payload, t.digest)
 		if err != nil {
 			reasons = append(reasons, err.Error())
-			continue
-		}
-		if info.Subject.Digest != t.digest.String() {
-			reasons = append(reasons, fmt.Sprintf("statement is about %s, not %s", info.Subject.Digest, t.digest))
 			continue
 		}
 		if seen[string(payload)] {
 			continue // the same statement in both formats
 		}
 		seen[string(payload)] = true
-		out = append(out, info)
+		out = append(out, rd.Info)
 	}
 	if len(out) == 0 {
 		if len(reasons) == 0 {
