@@ -1,13 +1,10 @@
 package verify
 
 import (
-	"bytes"
 	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -31,42 +28,55 @@ const (
 	CheckDSSESignature = "dsse-signature"
 	// CheckPayloadType: the envelope's payloadType is exactly
 	// application/vnd.in-toto+json.
-	CheckPayloadType = "payload-type"
+	CheckPayloadType = provenance.StagePayloadType
 	// CheckStatement: the payload is an in-toto v1 statement (a JSON
 	// object with _type, subject, predicateType and predicate).
-	CheckStatement = "statement"
+	CheckStatement = provenance.StageStatement
 	// CheckPredicateType: predicateType is https://slsa.dev/provenance/v1.
-	CheckPredicateType = "predicate-type"
+	CheckPredicateType = provenance.StagePredicateType
 	// CheckSubject: the statement's subject names this digest.
-	CheckSubject = "subject"
+	CheckSubject = provenance.StageSubject
 	// CheckBuildType: buildDefinition.buildType is vmbuild's.
-	CheckBuildType = "build-type"
+	CheckBuildType = provenance.StageBuildType
 	// CheckExternalParameters: externalParameters holds only the
 	// parameters vmbuild's buildType v1 defines.
-	CheckExternalParameters = "external-parameters"
+	CheckExternalParameters = provenance.StageExternalParameters
 	// CheckProvenance: the statement parses strictly as vmbuild's buildType
 	// v1 (provenance.Parse).
-	CheckProvenance = "provenance"
+	CheckProvenance = provenance.StageProvenance
 	// CheckBuilder: runDetails.builder.id is trusted.
 	CheckBuilder = "builder"
 	// CheckSource: the upstream repository is the policy's.
 	CheckSource = "source"
 	// CheckCommit: the upstream commit is allowed.
 	CheckCommit = "commit"
-	// CheckPatches: the patch set is exactly the policy's.
+	// CheckRecipe: the recipe file's sha256 is allowed.
+	CheckRecipe = "recipe"
+	// CheckPatches: the patch set is exactly the policy's (compared as a
+	// multiset), and, when the policy asks, each patch applied strictly.
 	CheckPatches = "patches"
 	// CheckBaseImage: the images the build started from are allowed.
 	CheckBaseImage = "base-image"
+	// CheckFrontend: the Dockerfile frontend image (`# syntax=`) is
+	// allowed.
+	CheckFrontend = "frontend"
+	// CheckHermetic: when the policy requires it, the provenance records
+	// no step with network access and no unpinned download.
+	CheckHermetic = "hermetic"
 )
 
-// attestationStages are the checks each attestation goes through, in order.
-var attestationStages = []string{
-	CheckDSSESignature, CheckPayloadType, CheckStatement, CheckPredicateType,
-	CheckSubject, CheckBuildType, CheckExternalParameters, CheckProvenance,
-}
+// attestationStages are the checks each attestation goes through, in
+// order: the DSSE signature, then provenance.Read's stages.
+var attestationStages = append([]string{CheckDSSESignature}, provenance.Stages()...)
 
 // policyStages are evaluated all together on a parsed provenance.
-var policyStages = []string{CheckBuilder, CheckSource, CheckCommit, CheckPatches, CheckBaseImage}
+var policyStages = func() []string {
+	var out []string
+	for _, pc := range policyChecks {
+		out = append(out, pc.name)
+	}
+	return out
+}()
 
 // CheckNames lists every check in report order.
 func CheckNames() []string {
@@ -138,12 +148,8 @@ func (o outcome) verified() bool {
 	// Everything up to the parsed provenance and the builder must have
 	// passed: only policy constraints the policy waives may be skipped.
 	for _, c := range o.checks {
-		switch c.Name {
-		case CheckSource, CheckCommit, CheckPatches, CheckBaseImage:
-		default:
-			if !c.OK {
-				return false
-			}
+		if !c.OK && !waivable(c.Name) {
+			return false
 		}
 	}
 	return o.info != nil
@@ -327,15 +333,6 @@ func (r *attResult) stage(c Check) bool {
 	return false
 }
 
-// statement is an in-toto statement as decoded for the checks before the
-// strict parse (exact key names: no case folding).
-type statement struct {
-	typ           string
-	subjects      []map[string]string
-	predicateType string
-	predicate     map[string]json.RawMessage
-}
-
 func evalAttestation(ev evidence, a sign.Attestation) attResult {
 	r := attResult{source: a.Source}
 	// DSSE signature under a trusted key.
@@ -356,69 +353,52 @@ func evalAttestation(ev evidence, a sign.Attestation) attResult {
 		return r
 	}
 	r.stage(pass(CheckDSSESignature, "DSSE envelope signed by trusted key %s (%s attestation, %s)", keyID(signer), a.Format, a.Source))
-	if payloadType != sign.InTotoPayloadType {
-		r.stage(fail(CheckPayloadType, "payloadType is %q, want exactly %q", clip(payloadType), sign.InTotoPayloadType))
-		return r
-	}
-	r.stage(pass(CheckPayloadType, "payloadType %s", payloadType))
-	st, err := decodeStatement(payload)
+	// The format checks are provenance.Read's stages: each passed stage is
+	// reported, then the one that refused.
+	rd, err := provenance.Read(payloadType, payload, ev.digest)
+	failed, reason := "", ""
 	if err != nil {
-		r.stage(fail(CheckStatement, "the payload is not an in-toto v1 statement: %v", err))
-		return r
+		failed, reason = provenance.StageProvenance, reasonOf(err)
+		var ve *errs.VerificationError
+		if errors.As(err, &ve) && slices.Contains(provenance.Stages(), ve.Check) {
+			failed = ve.Check
+		}
 	}
-	r.stage(pass(CheckStatement, "in-toto statement, %d subject(s)", len(st.subjects)))
-	if st.predicateType != provenance.PredicateType {
-		r.stage(fail(CheckPredicateType, "predicateType is %q, want %q (SLSA provenance v1)", clip(st.predicateType), provenance.PredicateType))
-		return r
+	for _, stage := range provenance.Stages() {
+		if stage == failed {
+			r.stage(fail(stage, "%s", reason))
+			return r
+		}
+		r.stage(pass(stage, "%s", stagePassed(stage, payloadType, rd, ev.digest)))
 	}
-	r.stage(pass(CheckPredicateType, "%s", st.predicateType))
-	if !r.stage(checkSubject(st, ev.digest)) {
-		return r
-	}
-	bd, err := buildDefinition(st.predicate)
-	if err != nil {
-		r.stage(fail(CheckBuildType, "%v", err))
-		return r
-	}
-	var buildType string
-	if raw, ok := bd["buildType"]; !ok {
-		r.stage(fail(CheckBuildType, "predicate.buildDefinition.buildType is missing"))
-		return r
-	} else if err := json.Unmarshal(raw, &buildType); err != nil || buildType != provenance.BuildType {
-		r.stage(fail(CheckBuildType, "buildType is %s, want %q (vmbuild's)", clip(string(raw)), provenance.BuildType))
-		return r
-	}
-	r.stage(pass(CheckBuildType, "%s", buildType))
-	if unknown := unknownExternal(bd["externalParameters"]); len(unknown) > 0 {
-		r.stage(fail(CheckExternalParameters, "unknown external parameter(s) %s: vmbuild's buildType v1 does not define them, and a build input nobody checks is not accepted", strings.Join(unknown, ", ")))
-		return r
-	}
-	r.stage(pass(CheckExternalParameters, "only the parameters buildType v1 defines (recipe, upstream, patches, build)"))
-	parsable, err := cosignCompat(st, payload)
-	if err != nil {
-		r.stage(fail(CheckProvenance, "%v", err))
-		return r
-	}
-	info, err := provenance.Parse(parsable)
-	if err != nil {
-		r.stage(fail(CheckProvenance, "%s", reasonOf(err)))
-		return r
-	}
-	if info.Subject.Digest != ev.digest.String() {
-		// The strict parser and the subject check disagree: refuse.
-		r.stage(fail(CheckProvenance, "the statement's subject parses as %s, not %s", info.Subject.Digest, ev.digest))
-		return r
-	}
+	info := rd.Info
 	r.info = info
-	r.stage(pass(CheckProvenance, "vmbuild provenance: recipe %s, %s at %s, %d patch(es)", info.Recipe.Name, info.Upstream.URL, info.Upstream.Commit, len(info.Patches)))
-	r.checks = append(r.checks,
-		checkBuilder(ev.policy, info),
-		checkSource(ev.policy, info),
-		checkCommit(ev.policy, ev.published, info),
-		checkPatches(ev.policy, info),
-		checkBaseImages(ev.policy, info),
-	)
+	for _, pc := range policyChecks {
+		r.checks = append(r.checks, pc.check(ev, info))
+	}
 	return r
+}
+
+// stagePassed says what a passed stage of provenance.Read established.
+func stagePassed(stage, payloadType string, rd *provenance.Reading, d digest.Digest) string {
+	switch stage {
+	case provenance.StagePayloadType:
+		return "payloadType " + payloadType
+	case provenance.StageStatement:
+		return fmt.Sprintf("in-toto statement, %d subject(s)", len(rd.Statement.Subjects))
+	case provenance.StagePredicateType:
+		return rd.Statement.PredicateType
+	case provenance.StageSubject:
+		return fmt.Sprintf("the statement is about %s", d)
+	case provenance.StageBuildType:
+		return provenance.BuildType
+	case provenance.StageExternalParameters:
+		return "only the parameters buildType v1 defines (recipe, upstream, patches, build)"
+	case provenance.StageProvenance:
+		info := rd.Info
+		return fmt.Sprintf("vmbuild provenance: recipe %s, %s at %s, %d patch(es)", info.Recipe.Name, info.Upstream.URL, info.Upstream.Commit, len(info.Patches))
+	}
+	return stage
 }
 
 // clip shortens attacker-controlled text for messages.
@@ -428,328 +408,4 @@ func clip(s string) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-func decodeStatement(payload []byte) (*statement, error) {
-	var top map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&top); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %v", err)
-	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	if top == nil {
-		return nil, errors.New("not a JSON object: null")
-	}
-	st := &statement{}
-	str := func(key string) (string, error) {
-		raw, ok := top[key]
-		if !ok {
-			return "", fmt.Errorf("%s is missing", key)
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Errorf("%s is not a string", key)
-		}
-		return s, nil
-	}
-	var err error
-	if st.typ, err = str("_type"); err != nil {
-		return nil, err
-	}
-	if st.typ != statementV1 && st.typ != statementV01 {
-		return nil, fmt.Errorf("_type is %q, want %q", clip(st.typ), statementV1)
-	}
-	if st.predicateType, err = str("predicateType"); err != nil {
-		return nil, err
-	}
-	raw, ok := top["subject"]
-	if !ok {
-		return nil, errors.New("subject is missing")
-	}
-	var subs []map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &subs); err != nil {
-		return nil, errors.New("subject is not a list of objects")
-	}
-	if len(subs) == 0 {
-		return nil, errors.New("subject is empty")
-	}
-	for i, s := range subs {
-		var d map[string]string
-		if err := json.Unmarshal(s["digest"], &d); err != nil || len(d) == 0 {
-			return nil, fmt.Errorf("subject[%d].digest is not a non-empty map of strings", i)
-		}
-		st.subjects = append(st.subjects, d)
-	}
-	raw, ok = top["predicate"]
-	if !ok {
-		return nil, errors.New("predicate is missing")
-	}
-	if err := json.Unmarshal(raw, &st.predicate); err != nil || st.predicate == nil {
-		return nil, errors.New("predicate is not an object")
-	}
-	return st, nil
-}
-
-const (
-	statementV1 = "https://in-toto.io/Statement/v1"
-	// statementV01 is what stock cosign v2 `attest` writes (in-toto-golang's
-	// v0.1 statement); its fields are those of v1 that vmbuild uses.
-	statementV01 = "https://in-toto.io/Statement/v0.1"
-)
-
-// cosignCompat rewrites a statement made by stock cosign v2 (`cosign
-// attest --type slsaprovenance1 --predicate P`) into the form
-// provenance.Parse reads, or returns payload unchanged. cosign re-encodes
-// the predicate through in-toto-golang's Go types, which differ from the
-// in-toto protos in two ways: the statement _type is v0.1, and
-// runDetails.metadata.invocationId is spelled invocationID. Nothing else
-// is touched; anything else cosign changed is refused by the strict parse.
-func cosignCompat(st *statement, payload []byte) ([]byte, error) {
-	if st.typ != statementV01 {
-		return payload, nil
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &top); err != nil {
-		return nil, fmt.Errorf("re-reading the v0.1 statement: %v", err)
-	}
-	top["_type"], _ = json.Marshal(statementV1)
-	var pred map[string]json.RawMessage
-	if err := json.Unmarshal(top["predicate"], &pred); err != nil {
-		return nil, fmt.Errorf("predicate: %v", err)
-	}
-	var rd map[string]json.RawMessage
-	if raw, ok := pred["runDetails"]; ok && json.Unmarshal(raw, &rd) == nil && rd != nil {
-		var md map[string]json.RawMessage
-		if raw, ok := rd["metadata"]; ok && json.Unmarshal(raw, &md) == nil && md != nil {
-			if v, ok := md["invocationID"]; ok {
-				if _, both := md["invocationId"]; both {
-					return nil, errors.New("runDetails.metadata has both invocationID and invocationId")
-				}
-				delete(md, "invocationID")
-				md["invocationId"] = v
-				rd["metadata"], _ = json.Marshal(md)
-				pred["runDetails"], _ = json.Marshal(rd)
-				top["predicate"], _ = json.Marshal(pred)
-			}
-		}
-	}
-	return json.Marshal(top)
-}
-
-func checkSubject(st *statement, d digest.Digest) Check {
-	var names []string
-	for _, s := range st.subjects {
-		if s[string(d.Algorithm())] == d.Encoded() {
-			return pass(CheckSubject, "the statement is about %s", d)
-		}
-		var ds []string
-		for _, alg := range sortedKeys(s) {
-			ds = append(ds, alg+":"+clip(s[alg]))
-		}
-		names = append(names, strings.Join(ds, ","))
-	}
-	return fail(CheckSubject, "the statement is about %s, not %s: this attestation belongs to another image", summarize(names), d)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-func buildDefinition(pred map[string]json.RawMessage) (map[string]json.RawMessage, error) {
-	raw, ok := pred["buildDefinition"]
-	if !ok {
-		return nil, errors.New("predicate.buildDefinition is missing")
-	}
-	var bd map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &bd); err != nil || bd == nil {
-		return nil, errors.New("predicate.buildDefinition is not an object")
-	}
-	return bd, nil
-}
-
-// schema is the key structure of externalParameters in buildType v1.
-type schema struct {
-	keys map[string]*schema // allowed keys of an object (nil value: a leaf)
-	elem *schema            // list elements
-	free bool               // an object with free-form keys (build args)
-}
-
-var externalSchema = &schema{keys: map[string]*schema{
-	"recipe":   {keys: map[string]*schema{"name": nil, "path": nil, "sha256": nil}},
-	"upstream": {keys: map[string]*schema{"repository": nil, "ref": nil}},
-	"patches":  {elem: &schema{keys: map[string]*schema{"name": nil, "kind": nil, "sha256": nil}}},
-	"build": {keys: map[string]*schema{
-		"mode":       nil,
-		"dockerfile": {keys: map[string]*schema{"path": nil, "target": nil, "args": {free: true}}},
-		"layers":     nil,
-	}},
-}}
-
-// unknownExternal lists the keys of externalParameters (at any depth) that
-// buildType v1 does not define. Type and presence errors are left to the
-// strict parse.
-func unknownExternal(raw json.RawMessage) []string {
-	var out []string
-	var walk func(path string, raw json.RawMessage, s *schema)
-	walk = func(path string, raw json.RawMessage, s *schema) {
-		if s == nil || s.free || len(out) >= 10 {
-			return
-		}
-		if s.elem != nil {
-			var l []json.RawMessage
-			if json.Unmarshal(raw, &l) != nil {
-				return
-			}
-			for i, e := range l {
-				walk(fmt.Sprintf("%s[%d]", path, i), e, s.elem)
-			}
-			return
-		}
-		var m map[string]json.RawMessage
-		if json.Unmarshal(raw, &m) != nil {
-			return
-		}
-		for _, k := range sortedKeys(m) {
-			sub, ok := s.keys[k]
-			if !ok {
-				out = append(out, fmt.Sprintf("%q", clip(path+"."+k)))
-				continue
-			}
-			walk(path+"."+k, m[k], sub)
-		}
-	}
-	if raw != nil {
-		walk("externalParameters", raw, externalSchema)
-	}
-	return out
-}
-
-func checkBuilder(p *Policy, info *provenance.Info) Check {
-	trusted := p.trustedBuilders()
-	if slices.Contains(trusted, info.BuilderID) {
-		return pass(CheckBuilder, "builder %s is trusted", info.BuilderID)
-	}
-	why := "the policy's builders"
-	if p.IsNoPolicy() {
-		why = "without a policy, only the default builder"
-	} else if len(p.Builders) == 0 {
-		why = "the policy names no builders: only the default builder"
-	}
-	return fail(CheckBuilder, "builder %q is not trusted (%s: %s)", clip(info.BuilderID), why, strings.Join(trusted, ", "))
-}
-
-func checkSource(p *Policy, info *provenance.Info) Check {
-	switch {
-	case p.IsNoPolicy():
-		return skip(CheckSource, "not constrained: no policy (source is %s)", info.Upstream.URL)
-	case p.AnySource:
-		return skip(CheckSource, "not constrained: the policy allows any source (source is %s)", info.Upstream.URL)
-	case info.Upstream.URL == p.Source:
-		return pass(CheckSource, "built from %s", info.Upstream.URL)
-	}
-	return fail(CheckSource, "built from %q, the policy allows only %q", clip(info.Upstream.URL), p.Source)
-}
-
-func checkCommit(p *Policy, published map[string]bool, info *provenance.Info) Check {
-	c := info.Upstream.Commit
-	switch {
-	case p.IsNoPolicy():
-		return skip(CheckCommit, "not constrained: no policy (commit is %s)", c)
-	case p.AnyCommit:
-		return skip(CheckCommit, "not constrained: the policy allows any commit (commit is %s)", c)
-	case slices.Contains(p.Commits, c):
-		return pass(CheckCommit, "commit %s is listed in the policy", c)
-	case published[c]:
-		return pass(CheckCommit, "commit %s is recorded as published in %s", c, p.HistoryFile)
-	}
-	var where []string
-	if len(p.Commits) > 0 {
-		where = append(where, fmt.Sprintf("not among the policy's %d commit(s)", len(p.Commits)))
-	}
-	if p.HistoryFile != "" {
-		where = append(where, fmt.Sprintf("not recorded as published in %s", p.HistoryFile))
-	}
-	return fail(CheckCommit, "commit %s is not allowed: %s", c, strings.Join(where, ", "))
-}
-
-func checkPatches(p *Policy, info *provenance.Info) Check {
-	if p.IsNoPolicy() {
-		return skip(CheckPatches, "not constrained: no policy (%d patch(es))", len(info.Patches))
-	}
-	if p.AnyPatches {
-		return skip(CheckPatches, "not constrained: the policy allows any patch set (%d patch(es))", len(info.Patches))
-	}
-	want := map[string]PolicyPatch{}
-	for _, pt := range p.Patches {
-		want[pt.SHA256] = pt
-	}
-	got := map[string]bool{}
-	var problems []string
-	for _, pt := range info.Patches {
-		got[pt.SHA256] = true
-		w, ok := want[pt.SHA256]
-		switch {
-		case !ok:
-			problems = append(problems, fmt.Sprintf("extra patch %q (sha256 %s) is not in the policy", clip(pt.Name), pt.SHA256))
-		case w.Name != "" && w.Name != pt.Name:
-			problems = append(problems, fmt.Sprintf("patch sha256 %s is recorded as %q, the policy names it %q", pt.SHA256, clip(pt.Name), w.Name))
-		}
-	}
-	for _, pt := range p.Patches {
-		if !got[pt.SHA256] {
-			name := ""
-			if pt.Name != "" {
-				name = fmt.Sprintf(" %q", pt.Name)
-			}
-			problems = append(problems, fmt.Sprintf("missing patch%s (sha256 %s) was not applied", name, pt.SHA256))
-		}
-	}
-	if len(problems) > 0 {
-		return fail(CheckPatches, "the patch set differs from the policy's: %s", strings.Join(problems, "; "))
-	}
-	if len(info.Patches) == 0 {
-		return pass(CheckPatches, "no patches, as the policy requires")
-	}
-	names := make([]string, 0, len(info.Patches))
-	for _, pt := range info.Patches {
-		names = append(names, pt.Name)
-	}
-	return pass(CheckPatches, "exactly the policy's %d patch(es): %s", len(info.Patches), strings.Join(names, ", "))
-}
-
-func checkBaseImages(p *Policy, info *provenance.Info) Check {
-	var imgs []provenance.Image
-	if info.Base.Ref != "" {
-		imgs = append(imgs, info.Base)
-	}
-	imgs = append(imgs, info.Images...)
-	var names []string
-	for _, im := range imgs {
-		names = append(names, im.Ref+"@"+im.Digest)
-	}
-	switch {
-	case p.IsNoPolicy():
-		return skip(CheckBaseImage, "not constrained: no policy (%s)", strings.Join(names, ", "))
-	case p.AnyBaseImage:
-		return skip(CheckBaseImage, "not constrained: the policy allows any base image (%s)", strings.Join(names, ", "))
-	case len(imgs) == 0:
-		return pass(CheckBaseImage, "the build started from no image")
-	}
-	var bad []string
-	for _, im := range imgs {
-		if !slices.Contains(p.BaseImages, digest.Digest(im.Digest)) {
-			bad = append(bad, fmt.Sprintf("%s@%s", clip(im.Ref), im.Digest))
-		}
-	}
-	if len(bad) > 0 {
-		return fail(CheckBaseImage, "image(s) not allowed by the policy's baseImages: %s", strings.Join(bad, ", "))
-	}
-	return pass(CheckBaseImage, "allowed: %s", strings.Join(names, ", "))
 }

@@ -87,11 +87,33 @@ func fuzzStatements(t testing.TB) map[string][]byte {
 	df.Images = []provenance.Image{{Ref: "docker.io/library/ruby:3.4", Digest: testBase}}
 	cosign := bytes.Replace(good, []byte(`"https://in-toto.io/Statement/v1"`), []byte(`"https://in-toto.io/Statement/v0.1"`), 1)
 	cosign = bytes.Replace(cosign, []byte(`"invocationId"`), []byte(`"invocationID"`), 1)
+	twice := in
+	again := testPatch1
+	again.Name = "again.patch"
+	twice.Patches = append(append([]provenance.Patch{}, in.Patches...), again)
+	lenient := in
+	lenient.Patches = []provenance.Patch{testPatch1, testPatch2}
+	lenient.Patches[0].Options = &provenance.PatchOptions{Fuzz: 1}
+	network := in
+	network.NonHermetic = []provenance.Access{{Kind: provenance.AccessNetwork, Step: "RUN x", Network: provenance.NetworkSandbox}}
+	old := in
+	old.Patches = []provenance.Patch{{Name: testPatch1.Name, Kind: testPatch1.Kind, SHA256: testPatch1.SHA256}, {Name: testPatch2.Name, Kind: testPatch2.Kind, SHA256: testPatch2.SHA256}}
+	old.NonHermetic = nil
+	frontend := df
+	frontend.Frontend = &provenance.Image{Ref: "docker.io/docker/dockerfile:1.7", Digest: testBase}
+	recipe := in
+	recipe.Recipe.SHA256 = strings.Repeat("12", 32)
 	return map[string][]byte{
 		"good":       good,
 		"cosign":     cosign,
 		"dockerfile": stmtOf(t, df),
 		"commit":     stmtOf(t, other),
+		"twice":      stmtOf(t, twice),
+		"lenient":    stmtOf(t, lenient),
+		"network":    stmtOf(t, network),
+		"old":        stmtOf(t, old),
+		"frontend":   stmtOf(t, frontend),
+		"recipe":     stmtOf(t, recipe),
 		"extparam":   bytes.Replace(good, []byte(`"externalParameters":{`), []byte(`"externalParameters":{"cache":"x",`), 1),
 		"buildtype":  bytes.Replace(good, []byte(provenance.BuildType), []byte("https://example.com/bt"), 1),
 		"truncated":  good[:len(good)/3],
@@ -119,7 +141,8 @@ func FuzzVerifyEnvelope(f *testing.F) {
 		f.Add(env)
 	}
 	// The seeds behave as intended.
-	for name, want := range map[string]bool{"good": true, "cosign": true, "commit": false, "extparam": false} {
+	for name, want := range map[string]bool{"good": true, "cosign": true, "commit": false, "extparam": false,
+		"twice": false, "lenient": false, "network": false, "old": false, "frontend": false, "recipe": false} {
 		env, _ := sign.SignDSSE(s, sign.InTotoPayloadType, stmts[name])
 		if got := evaluate(fuzzEvidence(f, s, env)).verified(); got != want && name != "dockerfile" {
 			f.Fatalf("seed %s: verified=%v", name, got)
@@ -173,12 +196,12 @@ func FuzzVerifyStatement(f *testing.F) {
 		}
 		// Independent oracle.
 		p := payload
-		if bytes.Contains(p, []byte(statementV01)) {
+		if bytes.Contains(p, []byte(provenance.StatementV01)) {
 			var m map[string]any
 			if json.Unmarshal(p, &m) != nil {
 				t.Fatalf("verified a v0.1 statement that is not JSON: %q", payload)
 			}
-			m["_type"] = statementV1
+			m["_type"] = provenance.StatementV1
 			if md, ok := dig(m, "predicate", "runDetails", "metadata").(map[string]any); ok {
 				if v, ok := md["invocationID"]; ok {
 					md["invocationId"] = v
@@ -216,10 +239,24 @@ func FuzzVerifyStatement(f *testing.F) {
 		if !slices.Equal(got, want) {
 			problems = append(problems, "patches")
 		}
+		for _, pt := range info.Patches {
+			if pol.StrictPatches && (pt.Options == nil || *pt.Options != (provenance.PatchOptions{}) || pt.Outcome != provenance.OutcomeApplied) {
+				problems = append(problems, "patch not strict "+pt.Name)
+			}
+		}
 		for _, im := range append([]provenance.Image{info.Base}, info.Images...) {
 			if im.Ref != "" && !slices.Contains(pol.BaseImages, digest.Digest(im.Digest)) {
 				problems = append(problems, "base "+im.Digest)
 			}
+		}
+		if !slices.Contains(pol.Recipes, info.Recipe.SHA256) {
+			problems = append(problems, "recipe "+info.Recipe.SHA256)
+		}
+		if info.Frontend != nil && !slices.Contains(pol.Frontends, digest.Digest(info.Frontend.Digest)) {
+			problems = append(problems, "frontend "+info.Frontend.Digest)
+		}
+		if pol.Hermetic && (info.NonHermetic == nil || len(info.NonHermetic) > 0) {
+			problems = append(problems, "not hermetic")
 		}
 		if len(problems) > 0 {
 			t.Fatalf("verified a statement that breaks the policy (%s): %q", strings.Join(problems, ", "), payload)
@@ -290,7 +327,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 		}
 	}
 	stmts := fuzzStatements(t)
-	for _, name := range []string{"good", "cosign", "commit", "extparam", "truncated"} {
+	for _, name := range []string{"good", "cosign", "commit", "extparam", "truncated", "twice", "lenient", "network", "old", "frontend", "recipe"} {
 		env, _ := sign.SignDSSE(s, sign.InTotoPayloadType, stmts[name])
 		write("FuzzVerifyEnvelope", name, env)
 		write("FuzzVerifyStatement", name, stmts[name])

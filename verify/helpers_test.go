@@ -41,9 +41,15 @@ var (
 	testCommit  = strings.Repeat("c", 40)
 	testCommit2 = strings.Repeat("d", 40)
 	testBase    = "sha256:" + strings.Repeat("ba", 32)
-	testPatch1  = provenance.Patch{Name: "0001-fix.patch", Kind: provenance.PatchKindDiff, SHA256: strings.Repeat("01", 32)}
-	testPatch2  = provenance.Patch{Name: "0002-tweak.sh", Kind: provenance.PatchKindScript, SHA256: strings.Repeat("02", 32)}
+	testPatch1  = provenance.Patch{Name: "0001-fix.patch", Kind: provenance.PatchKindDiff, SHA256: strings.Repeat("01", 32), Options: &provenance.PatchOptions{}, Outcome: provenance.OutcomeApplied}
+	testPatch2  = provenance.Patch{Name: "0002-tweak.sh", Kind: provenance.PatchKindScript, SHA256: strings.Repeat("02", 32), Options: &provenance.PatchOptions{}, Outcome: provenance.OutcomeApplied}
+	testRecipe  = strings.Repeat("ab", 32)
 )
+
+// policyOnly are the checks of policy fields that testPolicy sets and
+// policies written before those fields leave out: such a policy reports
+// them as skipped.
+var policyOnly = []string{CheckRecipe, CheckFrontend, CheckHermetic}
 
 func newSigner(t testing.TB) *sign.Signer {
 	t.Helper()
@@ -62,13 +68,14 @@ func newSigner(t testing.TB) *sign.Signer {
 func provInput(name string, d digest.Digest) provenance.Input {
 	return provenance.Input{
 		Subject:         provenance.Subject{Name: name, Digest: d.String()},
-		Recipe:          provenance.Recipe{Name: "app", Path: "recipes/app/app.yaml", SHA256: strings.Repeat("ab", 32)},
+		Recipe:          provenance.Recipe{Name: "app", Path: "recipes/app/app.yaml", SHA256: testRecipe},
 		Upstream:        provenance.Upstream{URL: testSource, Ref: "main", Commit: testCommit, CommitTime: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
 		Patches:         []provenance.Patch{testPatch1, testPatch2},
 		Native:          &provenance.Native{Layers: []string{"deps", "app"}},
 		BuildKitVersion: "v0.34.2",
 		LLBDigest:       "sha256:" + strings.Repeat("0d", 32),
 		Base:            provenance.Image{Ref: "docker.io/library/busybox:1.36", Digest: testBase},
+		NonHermetic:     []provenance.Access{},
 		InvocationID:    "test-invocation",
 		StartedOn:       time.Date(2025, 1, 2, 4, 0, 0, 0, time.UTC),
 		FinishedOn:      time.Date(2025, 1, 2, 4, 1, 0, 0, time.UTC),
@@ -96,6 +103,11 @@ func testPolicy() *Policy {
 		Patches:    []PolicyPatch{{Name: testPatch1.Name, SHA256: testPatch1.SHA256}, {SHA256: testPatch2.SHA256}},
 		BaseImages: []digest.Digest{digest.Digest(testBase)},
 		Builders:   []string{provenance.DefaultBuilderID},
+		// A native build: no frontend image.
+		Recipes:       []string{testRecipe},
+		Frontends:     []digest.Digest{},
+		StrictPatches: true,
+		Hermetic:      true,
 	}
 }
 

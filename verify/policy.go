@@ -67,6 +67,33 @@ type Policy struct {
 	// Empty means [provenance.DefaultBuilderID] only.
 	Builders []string
 
+	// The fields below came after the first policies were written: left
+	// out (nil, false), they do not constrain, and their checks are
+	// reported as skipped.
+
+	// Recipes are the allowed sha256 (64 lowercase hex) of the recipe
+	// file (externalParameters.recipe.sha256). AnyRecipe allows every
+	// recipe, on purpose.
+	Recipes   []string
+	AnyRecipe bool
+
+	// Frontends are the allowed digests of the Dockerfile frontend image
+	// (the `# syntax=` line). An empty, non-nil list allows only builds
+	// without one (BuildKit's built-in frontend, native builds).
+	// AnyFrontend allows every frontend, on purpose.
+	Frontends   []digest.Digest
+	AnyFrontend bool
+
+	// StrictPatches requires every patch to be recorded as applied
+	// strictly: no offset, no fuzz, not optional, and it changed the tree
+	// (provenance.Patch.Strict).
+	StrictPatches bool
+
+	// Hermetic requires the provenance to record that no step had network
+	// access and nothing was downloaded unpinned (provenance.Info's
+	// NonHermetic recorded and empty).
+	Hermetic bool
+
 	// File is where the policy was read from (for messages), if anywhere.
 	File string
 
@@ -170,6 +197,30 @@ func (p *Policy) Validate() error {
 	for i, b := range p.Builders {
 		if b == "" {
 			return bad("builders[%d]: empty", i)
+		}
+	}
+	switch {
+	case p.AnyRecipe && len(p.Recipes) > 0:
+		return bad("recipes: both a list and any")
+	case p.Recipes != nil && len(p.Recipes) == 0:
+		return bad("recipes: an empty list allows no recipe (list sha256 digests, or any)")
+	}
+	seen = map[string]bool{}
+	for i, r := range p.Recipes {
+		if !hex64RE.MatchString(r) {
+			return bad("recipes[%d]: %q is not 64 lowercase hex", i, r)
+		}
+		if seen[r] {
+			return bad("recipes[%d]: listed twice", i)
+		}
+		seen[r] = true
+	}
+	if p.AnyFrontend && len(p.Frontends) > 0 {
+		return bad("frontends: both a list and any")
+	}
+	for i, d := range p.Frontends {
+		if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
+			return bad("frontends[%d]: %q is not sha256:<64 hex>", i, d)
 		}
 	}
 	return nil
@@ -385,6 +436,44 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 				}
 			})
 		},
+		"recipes": func(n *yaml.Node, f string) {
+			seen := map[string]int{}
+			entries := 0
+			if d.list(n, f, &p.AnyRecipe, func(_ int, n *yaml.Node, f string) {
+				entries++
+				v := strings.TrimPrefix(d.hex(n, f), "sha256:")
+				switch prev, dup := seen[v]; {
+				case v == "":
+				case !hex64RE.MatchString(v):
+					d.ErrAt(n, f, "%q is not a sha256 (64 lowercase hex)", v)
+				case dup:
+					d.ErrAt(n, f, "the same recipe is listed twice (first on line %d)", prev)
+				default:
+					seen[v] = n.Line
+					p.Recipes = append(p.Recipes, v)
+				}
+			}) && entries == 0 {
+				d.ErrAt(n, f, "an empty list allows no recipe (list sha256 digests, or any)")
+			}
+		},
+		"frontends": func(n *yaml.Node, f string) {
+			if d.list(n, f, &p.AnyFrontend, func(_ int, n *yaml.Node, f string) {
+				v := d.str(n, f)
+				if v == "" {
+					return
+				}
+				dg, err := digest.Parse(v)
+				if err != nil || dg.Algorithm() != digest.SHA256 {
+					d.ErrAt(n, f, "%q is not an image digest (sha256:<64 hex>)", v)
+					return
+				}
+				p.Frontends = append(p.Frontends, dg)
+			}) && p.Frontends == nil {
+				p.Frontends = []digest.Digest{}
+			}
+		},
+		"strictPatches": func(n *yaml.Node, f string) { p.StrictPatches = d.Bool(n, f) },
+		"hermetic":      func(n *yaml.Node, f string) { p.Hermetic = d.Bool(n, f) },
 	}, "apiVersion", "kind", "source", "patches", "baseImages")
 	switch {
 	case commitsNode == nil && historyNode == nil:

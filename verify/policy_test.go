@@ -161,3 +161,57 @@ func TestPolicyValidateInCode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPolicyNewFields: recipes, frontends, strictPatches and hermetic
+// parse; left out, they do not constrain (policies written before them).
+func TestPolicyNewFields(t *testing.T) {
+	p, err := ParsePolicy("p.yaml", []byte(minimalPolicy))
+	if err != nil || p.Recipes != nil || p.AnyRecipe || p.Frontends != nil || p.AnyFrontend || p.StrictPatches || p.Hermetic {
+		t.Fatalf("a policy without the new fields: %+v %v", p, err)
+	}
+	src := minimalPolicy + "recipes:\n  - " + testRecipe + "\n  - sha256:" + strings.Repeat("12", 32) + "\nfrontends: []\nstrictPatches: true\nhermetic: true\n"
+	p, err = ParsePolicy("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Recipes) != 2 || p.Recipes[1] != strings.Repeat("12", 32) || p.Frontends == nil || len(p.Frontends) != 0 || !p.StrictPatches || !p.Hermetic {
+		t.Fatalf("parsed %+v", p)
+	}
+	p, err = ParsePolicy("p.yaml", []byte(minimalPolicy+"recipes: any\nfrontends: any\n"))
+	if err != nil || !p.AnyRecipe || !p.AnyFrontend {
+		t.Fatalf("any: %+v %v", p, err)
+	}
+	fe := "sha256:" + strings.Repeat("fe", 32)
+	p, err = ParsePolicy("p.yaml", []byte(minimalPolicy+"frontends: ["+fe+"]\n"))
+	if err != nil || len(p.Frontends) != 1 || p.Frontends[0] != digest.Digest(fe) {
+		t.Fatalf("frontends: %+v %v", p, err)
+	}
+	for name, c := range map[string]struct{ add, want string }{
+		"recipes empty":       {"recipes: []\n", "p.yaml:7:10: recipes: an empty list allows no recipe"},
+		"recipe short":        {"recipes: [abc]\n", `p.yaml:7:11: recipes[0]: "abc" is not a sha256`},
+		"recipe twice":        {"recipes: [" + testRecipe + ", " + testRecipe + "]\n", "recipes[1]: the same recipe is listed twice"},
+		"frontend by tag":     {"frontends: [docker/dockerfile:1.7]\n", `frontends[0]: "docker/dockerfile:1.7" is not an image digest`},
+		"frontends a string":  {"frontends: none\n", "frontends: must be a list (or any), not a string"},
+		"strictPatches yes":   {"strictPatches: yes\n", "strictPatches: must be true or false"},
+		"hermetic a list":     {"hermetic: [true]\n", "hermetic: must be true or false"},
+		"unknown lists them":  {"hermetik: true\n", "allowed: apiVersion, baseImages, builders, commits, frontends, hermetic, history, kind, patches, recipes, source, strictPatches"},
+		"recipes any and one": {"recipes: any\nrecipes: [" + testRecipe + "]\n", "duplicate key"},
+	} {
+		_, err := ParsePolicy("p.yaml", []byte(minimalPolicy+c.add))
+		if !errors.Is(err, errs.ErrInvalidPolicy) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
+	for name, p := range map[string]*Policy{
+		"recipes empty":      {AnySource: true, AnyCommit: true, AnyPatches: true, AnyBaseImage: true, Recipes: []string{}},
+		"recipe any and one": {AnySource: true, AnyCommit: true, AnyPatches: true, AnyBaseImage: true, Recipes: []string{testRecipe}, AnyRecipe: true},
+		"recipe upper":       {AnySource: true, AnyCommit: true, AnyPatches: true, AnyBaseImage: true, Recipes: []string{strings.ToUpper(testRecipe)}},
+		"frontend digest":    {AnySource: true, AnyCommit: true, AnyPatches: true, AnyBaseImage: true, Frontends: []digest.Digest{"sha256:x"}},
+		"frontend any and one": {AnySource: true, AnyCommit: true, AnyPatches: true, AnyBaseImage: true, AnyFrontend: true,
+			Frontends: []digest.Digest{digest.Digest(fe)}},
+	} {
+		if err := p.Validate(); !errors.Is(err, errs.ErrInvalidPolicy) {
+			t.Errorf("%s: Validate = %v", name, err)
+		}
+	}
+}

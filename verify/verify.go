@@ -1,8 +1,9 @@
 // Package verify decides whether an image built by vmbuild may be
 // deployed: it must be signed by a trusted key over exactly its digest and
 // carry a signed SLSA v1 provenance attestation, in vmbuild's buildType,
-// that satisfies a policy (source repository, commits, exact patch set,
-// base images, builders). See docs/verify.md.
+// that satisfies a policy (source repository, commits, recipe, exact patch
+// set and how it applied, base images, frontend, hermeticity, builders).
+// See docs/verify.md.
 //
 // It is a library for the `vmbuild verify` command and for registry
 // webhooks and admission controllers:
@@ -218,15 +219,20 @@ type Report struct {
 
 // Summary is what a verified provenance says about the build.
 type Summary struct {
-	Recipe     string        `json:"recipe"`
-	Source     string        `json:"source"`
-	Ref        string        `json:"ref,omitempty"`
-	Commit     string        `json:"commit"`
-	Patches    []PolicyPatch `json:"patches"`
-	BaseImages []string      `json:"baseImages,omitempty"`
-	Builder    string        `json:"builder"`
-	BuildKit   string        `json:"buildkitVersion,omitempty"`
-	Invocation string        `json:"invocationId,omitempty"`
+	Recipe       string        `json:"recipe"`
+	RecipeSHA256 string        `json:"recipeSha256,omitempty"`
+	Source       string        `json:"source"`
+	Ref          string        `json:"ref,omitempty"`
+	Commit       string        `json:"commit"`
+	Patches      []PolicyPatch `json:"patches"`
+	BaseImages   []string      `json:"baseImages,omitempty"`
+	Frontend     string        `json:"frontend,omitempty"`
+	// NonHermetic describes the recorded network access and unpinned
+	// downloads (provenance.Access.String).
+	NonHermetic []string `json:"nonHermetic,omitempty"`
+	Builder     string   `json:"builder"`
+	BuildKit    string   `json:"buildkitVersion,omitempty"`
+	Invocation  string   `json:"invocationId,omitempty"`
 }
 
 func summarizeInfo(info *provenance.Info) *Summary {
@@ -245,6 +251,13 @@ func summarizeInfo(info *provenance.Info) *Summary {
 	}
 	for _, im := range info.Images {
 		s.BaseImages = append(s.BaseImages, im.Ref+"@"+im.Digest)
+	}
+	s.RecipeSHA256 = info.Recipe.SHA256
+	if info.Frontend != nil {
+		s.Frontend = info.Frontend.Ref + "@" + info.Frontend.Digest
+	}
+	for _, a := range info.NonHermetic {
+		s.NonHermetic = append(s.NonHermetic, a.String())
 	}
 	return s
 }

@@ -388,7 +388,7 @@ func TestNoPolicy(t *testing.T) {
 	f := newFixture(t)
 	tg := f.published(t, "nopolicy", nil)
 	rep, err := f.verify(t, tg, NoPolicy())
-	wantVerified(t, rep, err, CheckSource, CheckCommit, CheckPatches, CheckBaseImage)
+	wantVerified(t, rep, err, append(policyOnly, CheckSource, CheckCommit, CheckPatches, CheckBaseImage)...)
 	if rep.Policy != "none" {
 		t.Fatalf("policy %q", rep.Policy)
 	}
@@ -410,7 +410,7 @@ func TestNoPolicy(t *testing.T) {
 	// Explicit any passes (skipped), and shows it.
 	p := &Policy{AnySource: true, AnyCommit: true, AnyPatches: true, AnyBaseImage: true, Builders: []string{"https://ci.example/runner@v1"}}
 	rep, err = f.verify(t, tg, p)
-	wantVerified(t, rep, err, CheckSource, CheckCommit, CheckPatches, CheckBaseImage)
+	wantVerified(t, rep, err, append(policyOnly, CheckSource, CheckCommit, CheckPatches, CheckBaseImage)...)
 	if c := check(t, rep, CheckCommit); !strings.Contains(c.Reason, "allows any commit") {
 		t.Fatalf("commit: %s", c.Reason)
 	}
@@ -559,7 +559,7 @@ baseImages: [` + testBase + `]
 	}
 	tg := f.published(t, "hist", func(in *provenance.Input) { in.Upstream.Commit = testCommit2 })
 	rep, err := f.verify(t, tg, p)
-	wantVerified(t, rep, err)
+	wantVerified(t, rep, err, policyOnly...)
 	if c := check(t, rep, CheckCommit); !strings.Contains(c.Reason, "recorded as published in "+hist) {
 		t.Fatalf("commit: %s", c.Reason)
 	}
@@ -573,7 +573,7 @@ baseImages: [` + testBase + `]
 	// The history is read at each Verify: a new publication counts.
 	writeHistory(t, hist, strings.Repeat("f", 40))
 	rep, err = f.verify(t, tg, p)
-	wantVerified(t, rep, err)
+	wantVerified(t, rep, err, policyOnly...)
 	// A history that disappeared is a configuration error.
 	os.Remove(hist)
 	if _, err := f.verify(t, tg, p); !errors.Is(err, errs.ErrInvalidPolicy) || errs.IsVerification(err) {
@@ -597,7 +597,7 @@ func TestLayoutHistoryPolicy(t *testing.T) {
 	}
 	v := mustVerifier(t, WithPublicKeys(s.Public()))
 	rep, err := v.Verify(context.Background(), Target{Layout: dir, Digest: d}, p)
-	wantVerified(t, rep, err, CheckPatches, CheckBaseImage)
+	wantVerified(t, rep, err, append(policyOnly, CheckPatches, CheckBaseImage)...)
 }
 
 func TestReportJSONAndText(t *testing.T) {
@@ -667,6 +667,12 @@ func TestStatementV01(t *testing.T) {
 	pushAttestations(t, f.c, tg, envelopeFor(t, f.s, sign.InTotoPayloadType, both))
 	rep, err := f.verify(t, tg, testPolicy())
 	wantRefused(t, rep, err, CheckProvenance, "both invocationID and invocationId")
+	// A duplicate key is refused, also in a v0.1 statement, whose
+	// rewrite used to keep the last one.
+	dup := bytes.Replace(cosignStyle, []byte(`"predicateType":`), []byte(`"predicateType":"https://example.com/other","predicateType":`), 1)
+	pushAttestations(t, f.c, tg, envelopeFor(t, f.s, sign.InTotoPayloadType, dup))
+	rep, err = f.verify(t, tg, testPolicy())
+	wantRefused(t, rep, err, CheckStatement, `key "predicateType" appears twice`)
 	// invocationID in a v1 statement is not cosign's: refused.
 	v1ID := bytes.Replace(good, []byte(`"invocationId"`), []byte(`"invocationID"`), 1)
 	pushAttestations(t, f.c, tg, envelopeFor(t, f.s, sign.InTotoPayloadType, v1ID))
