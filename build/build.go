@@ -109,22 +109,27 @@ type StepResult struct {
 
 // Result is what a build produced.
 type Result struct {
-	Digest      digest.Digest      `json:"digest"`
-	Descriptor  ocispec.Descriptor `json:"descriptor"`
-	Manifest    *ocispec.Manifest  `json:"-"`
-	Config      *ocispec.Image     `json:"-"`
-	Commit      string             `json:"commit"`
-	CommitTime  time.Time          `json:"commitTime"`
-	Epoch       int64              `json:"sourceDateEpoch"`
-	LLBDigest   digest.Digest      `json:"llbDigest"`
-	BuildKit    string             `json:"buildkitVersion"`
-	Steps       []StepResult       `json:"steps"`
-	Patches     []patch.Report     `json:"patches"`
-	Vertices    []Vertex           `json:"vertices"`
-	BytesPushed int64              `json:"bytesPushed"`
-	BlobsPushed int                `json:"blobsPushed"`
-	StartedOn   time.Time          `json:"startedOn"`
-	FinishedOn  time.Time          `json:"finishedOn"`
+	Digest     digest.Digest      `json:"digest"`
+	Descriptor ocispec.Descriptor `json:"descriptor"`
+	Manifest   *ocispec.Manifest  `json:"-"`
+	Config     *ocispec.Image     `json:"-"`
+	Commit     string             `json:"commit"`
+	CommitTime time.Time          `json:"commitTime"`
+	Epoch      int64              `json:"sourceDateEpoch"`
+	LLBDigest  digest.Digest      `json:"llbDigest"`
+	BuildKit   string             `json:"buildkitVersion"`
+	Steps      []StepResult       `json:"steps"`
+	Patches    []patch.Report     `json:"patches"`
+	// NonHermetic lists the steps with network access and the downloads
+	// nothing pins, read from the LLB BuildKit solved (in dockerfile mode,
+	// the LLB the frontend made of the Dockerfile). Empty: none. nil: not
+	// known (the frontend's LLB could not be read; logged).
+	NonHermetic []Access  `json:"nonHermetic"`
+	Vertices    []Vertex  `json:"vertices"`
+	BytesPushed int64     `json:"bytesPushed"`
+	BlobsPushed int       `json:"blobsPushed"`
+	StartedOn   time.Time `json:"startedOn"`
+	FinishedOn  time.Time `json:"finishedOn"`
 	// BaseConfig is the base image config the graph was built with.
 	BaseConfig *ocispec.Image `json:"-"`
 	// graph is the LLB graph that was solved (maps layers to steps).
@@ -226,12 +231,28 @@ func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*
 			} else if ci != "" {
 				fopt["cache-imports"] = ci
 			}
-			return gw.Solve(ctx, gateway.SolveRequest{Frontend: df.Frontend, FrontendOpt: fopt, FrontendInputs: inputs, Evaluate: true, CacheImports: x.cacheImports()})
+			out, err := gw.Solve(ctx, gateway.SolveRequest{Frontend: df.Frontend, FrontendOpt: fopt, FrontendInputs: inputs, Evaluate: true, CacheImports: x.cacheImports()})
+			if err != nil {
+				return nil, err
+			}
+			// What the Dockerfile's steps reached beyond the pins, from
+			// the LLB the frontend made: unknown (nil) if unreadable.
+			if acc, err := resultNonHermetic(ctx, out); err != nil {
+				opts.logger().Warn("network access and unpinned downloads of the Dockerfile build are not recorded", "error", err)
+			} else {
+				res.NonHermetic = acc
+			}
+			return out, nil
 		}
 		def, err := x.marshal(ctx, g.Image)
 		if err != nil {
 			return nil, err
 		}
+		acc, err := nonHermetic(def)
+		if err != nil {
+			return nil, err
+		}
+		res.NonHermetic = acc
 		out, err := gw.Solve(ctx, gateway.SolveRequest{Definition: def, Evaluate: true, CacheImports: x.cacheImports()})
 		if err != nil {
 			return nil, err
