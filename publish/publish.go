@@ -103,9 +103,8 @@ func Statement(r *recipe.Recipe, l *lock.Lock, res *build.Result, subject, build
 	if in.BuildKitVersion == "" {
 		in.BuildKitVersion = "unknown"
 	}
-	for _, p := range r.Patches {
-		in.Patches = append(in.Patches, provenance.Patch{Name: p.Name, Kind: string(p.Kind), SHA256: p.SHA256})
-	}
+	in.Patches = recordedPatches(r, res)
+	in.NonHermetic = recordedNonHermetic(res)
 	if df := r.Build.Dockerfile; df != nil {
 		args := map[string]string{}
 		for k, v := range df.Args {

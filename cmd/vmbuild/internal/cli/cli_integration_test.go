@@ -115,7 +115,9 @@ func TestBuildPushVerifyFlow(t *testing.T) {
 
 	// provenance: verified and printed.
 	code, out, errOut = run(t, "provenance", repo+"@"+digest, "--key", "cosign.pub")
-	if code != 0 || !strings.Contains(out, l.Upstream.Commit) || !strings.Contains(out, "workers.patch (diff) sha256:") {
+	if code != 0 || !strings.Contains(out, l.Upstream.Commit) || !strings.Contains(out, "workers.patch (diff) sha256:") ||
+		!strings.Contains(out, "drop-hiredis.sh (script) sha256:") || !strings.Contains(out, " applied\n") ||
+		!strings.Contains(out, "hermetic:   yes") {
 		t.Fatalf("provenance: %d\n%s\n%s", code, out, errOut)
 	}
 	if code, _, errOut = run(t, "provenance", repo+":v1", "--key", "cosign.pub"); code != 2 || !strings.Contains(errOut, "--resolve") {

@@ -229,7 +229,7 @@ func printProvenance(a *app, t imageTarget, in *provenance.Info) {
 	} else {
 		fmt.Fprintln(w, "patches:")
 		for i, p := range in.Patches {
-			fmt.Fprintf(w, "  %d. %s (%s) sha256:%s\n", i+1, p.Name, p.Kind, p.SHA256)
+			fmt.Fprintf(w, "  %d. %s (%s) sha256:%s%s\n", i+1, p.Name, p.Kind, p.SHA256, patchApplication(p))
 		}
 	}
 	switch {
@@ -251,9 +251,48 @@ func printProvenance(a *app, t imageTarget, in *provenance.Info) {
 	for _, im := range in.Images {
 		fmt.Fprintf(w, "image dep:  %s@%s\n", im.Ref, im.Digest)
 	}
+	switch {
+	case in.NonHermetic == nil:
+		fmt.Fprintln(w, "hermetic:   not recorded")
+	case len(in.NonHermetic) == 0:
+		fmt.Fprintln(w, "hermetic:   yes (no step had network, nothing was downloaded unpinned)")
+	default:
+		fmt.Fprintln(w, "hermetic:   no")
+		for _, a := range in.NonHermetic {
+			fmt.Fprintf(w, "  - %s\n", a)
+		}
+	}
 	fmt.Fprintf(w, "builder:    %s (BuildKit %s)\n", in.BuilderID, in.BuildKitVersion)
 	if !in.StartedOn.IsZero() {
 		fmt.Fprintf(w, "built:      %s → %s (%s)\n", in.StartedOn.Format(time.RFC3339), in.FinishedOn.Format(time.RFC3339), in.FinishedOn.Sub(in.StartedOn).Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "invocation: %s\n\n", in.InvocationID)
+}
+
+// patchApplication describes a patch's recorded outcome and lenient
+// options, e.g. " applied (offset, fuzz 2)".
+func patchApplication(p provenance.Patch) string {
+	if p.Outcome == "" && p.Options == nil {
+		return ""
+	}
+	out := " " + p.Outcome
+	if out == " " {
+		out = " outcome not recorded"
+	}
+	if o := p.Options; o != nil {
+		var opts []string
+		if o.Offset {
+			opts = append(opts, "offset")
+		}
+		if o.Fuzz > 0 {
+			opts = append(opts, fmt.Sprintf("fuzz %d", o.Fuzz))
+		}
+		if o.Optional {
+			opts = append(opts, "optional")
+		}
+		if len(opts) > 0 {
+			out += " (" + strings.Join(opts, ", ") + ")"
+		}
+	}
+	return out
 }
