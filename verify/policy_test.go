@@ -22,7 +22,8 @@ func TestPolicyExample(t *testing.T) {
 	abs, _ := filepath.Abs("testdata/mastodon.history.jsonl")
 	if p.Source != "https://github.com/mastodon/mastodon.git" || len(p.Commits) != 1 || p.HistoryFile != abs ||
 		len(p.Patches) != 2 || p.Patches[0].Name != "4.1.2-drop-hiredis.sh" || p.Patches[1].Name != "" ||
-		len(p.BaseImages) != 2 || len(p.Builders) != 1 || p.Builders[0] != provenance.DefaultBuilderID {
+		len(p.BaseImages) != 2 || len(p.Builders) != 1 || p.Builders[0] != provenance.DefaultBuilderID ||
+		len(p.Recipes) != 1 || p.Frontends == nil || len(p.Frontends) != 0 || !p.StrictPatches || !p.Hermetic {
 		t.Fatalf("parsed %+v", p)
 	}
 	doc, err := os.ReadFile("../docs/verify.md")
