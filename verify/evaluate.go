@@ -356,6 +356,9 @@ func evalAttestation(ev evidence, a sign.Attestation) attResult {
 	// The format checks are provenance.Read's stages: each passed stage is
 	// reported, then the one that refused.
 	rd, err := provenance.Read(payloadType, payload, ev.digest)
+	if rd == nil {
+		rd = &provenance.Reading{}
+	}
 	failed, reason := "", ""
 	if err != nil {
 		failed, reason = provenance.StageProvenance, reasonOf(err)
@@ -369,7 +372,11 @@ func evalAttestation(ev evidence, a sign.Attestation) attResult {
 			r.stage(fail(stage, "%s", reason))
 			return r
 		}
-		r.stage(pass(stage, "%s", stagePassed(stage, payloadType, rd, ev.digest)))
+		if stage == provenance.StagePayloadType {
+			r.stage(pass(stage, "payloadType %s", payloadType))
+			continue
+		}
+		r.stage(pass(stage, "%s", stagePassed(stage, rd, ev.digest)))
 	}
 	info := rd.Info
 	r.info = info
@@ -380,10 +387,13 @@ func evalAttestation(ev evidence, a sign.Attestation) attResult {
 }
 
 // stagePassed says what a passed stage of provenance.Read established.
-func stagePassed(stage, payloadType string, rd *provenance.Reading, d digest.Digest) string {
+func stagePassed(stage string, rd *provenance.Reading, d digest.Digest) string {
+	if rd == nil || rd.Statement == nil {
+		// Not reached: a stage after payload-type passes only once the
+		// statement was read.
+		return stage
+	}
 	switch stage {
-	case provenance.StagePayloadType:
-		return "payloadType " + payloadType
 	case provenance.StageStatement:
 		return fmt.Sprintf("in-toto statement, %d subject(s)", len(rd.Statement.Subjects))
 	case provenance.StagePredicateType:
