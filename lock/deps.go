@@ -246,7 +246,7 @@ func (res Resolver) resolveGems(ctx context.Context, d *recipe.Deps, fsys fs.FS,
 	}
 	after, bytesAfter := f.Downloads()
 	res.log().Info("pinned dependencies", "layer", ld.Layer, "manager", "bundler", "gems", len(set.Gems), "git", len(set.Git), "downloaded", after-before, "bytes", bytesAfter-bytesBefore)
-	ld.Manager = "bundler"
+	ld.Manager = string(recipe.DepsBundler)
 	ld.Registry = d.Registry
 	for _, g := range set.Gems {
 		ld.Packages = append(ld.Packages, PackagePin{Package: g.Package, Requires: g.Deps})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/recipe"
 )
 
 // DepsVersion is the format version of NAME.deps.lock.json.
@@ -119,6 +120,55 @@ func (d *DepsLock) Count() int {
 		}
 	}
 	return n
+}
+
+// Pin is one pinned download of a DepsLock, with what it is and where it
+// goes: the one list provenance and the SBOM are written from.
+type Pin struct {
+	Name, Version string
+	// Purl is the package URL (pkg:deb/…, pkg:npm/…, pkg:gem/…).
+	Purl string
+	// URL is the download (a git remote for a git pin); SHA256 its hex
+	// sha256, or GitCommit the commit a git pin is fetched at.
+	URL, SHA256, GitCommit string
+	// Layer is the layer that installs it; "" for a .deb of the base.
+	Layer string
+	// Tool marks the package manager itself.
+	Tool bool
+}
+
+// Pins lists every pinned download: the base's .debs, then each layer's
+// tool, packages and git pins, in lock order.
+func (d *DepsLock) Pins() []Pin {
+	if d == nil {
+		return nil
+	}
+	var out []Pin
+	pin := func(p deps.Package, eco deps.Ecosystem, layer string, tool bool) Pin {
+		return Pin{Name: p.Name, Version: p.Version, Purl: p.Purl(eco), URL: p.URL, SHA256: p.SHA256, Layer: layer, Tool: tool}
+	}
+	if d.Base != nil {
+		for _, p := range d.Base.Packages {
+			out = append(out, pin(p, deps.Deb, "", false))
+		}
+	}
+	for _, l := range d.Layers {
+		eco := deps.NPM
+		if l.Manager == string(recipe.DepsBundler) {
+			eco = deps.Gem
+		}
+		if l.Tool != nil {
+			out = append(out, pin(l.Tool.Package, deps.NPM, l.Layer, true))
+		}
+		for _, p := range l.Packages {
+			out = append(out, pin(p.Package, eco, l.Layer, false))
+		}
+		for _, g := range l.Git {
+			gp := deps.Package{Name: g.Name, Version: g.Version}
+			out = append(out, Pin{Name: g.Name, Version: g.Version, Purl: gp.Purl(deps.Gem), URL: g.Remote, GitCommit: g.Revision, Layer: l.Layer})
+		}
+	}
+	return out
 }
 
 // LayerDeps returns the set of the named layer.

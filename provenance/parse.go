@@ -2,6 +2,7 @@ package provenance
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
@@ -211,6 +212,12 @@ func parseExternal(ext *structpb.Struct, info *Info) error {
 		info.Patches = append(info.Patches, pt)
 	}
 
+	if v, ok := top["base"]; ok {
+		if err := parseDebianExternal(p+".base", v, info); err != nil {
+			return err
+		}
+	}
+
 	buildShape := externalShape.sub("build")
 	bs := top["build"].GetStructValue()
 	if bs == nil {
@@ -405,9 +412,15 @@ func onlyDigest(path string, d map[string]string, alg string, valid func(string)
 func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
 	const p = "resolvedDependencies"
 	if len(deps) < 1+len(info.Patches) {
-		return fmt.Errorf("%s: %d entries, want at least %d (source, [base,] [frontend,] [images…,] one per patch)", p, len(deps), 1+len(info.Patches))
+		return fmt.Errorf("%s: %d entries, want at least %d (source, [base,] [frontend,] [images…,] [packages…,] one per patch)", p, len(deps), 1+len(info.Patches))
 	}
 	for i, d := range deps {
+		switch d.GetName() {
+		case DepDebianIndex, DepBasePackage, DepPackage, DepTool:
+			if i < len(deps)-len(info.Patches) {
+				continue // their own fields, read below
+			}
+		}
 		if len(d.GetContent()) > 0 || d.GetDownloadLocation() != "" || d.GetMediaType() != "" {
 			return fmt.Errorf("%s[%d]: unexpected content, downloadLocation or mediaType", p, i)
 		}
@@ -469,6 +482,26 @@ func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
 		info.Base = b
 		next++
 	}
+	if info.Debian != nil {
+		if info.Base.Ref != "" {
+			return fmt.Errorf("%s: both a base image and a Debian base (externalParameters.base)", p)
+		}
+		if next >= len(deps)-nPatches || deps[next].GetName() != DepDebianIndex {
+			return fmt.Errorf("%s[%d]: want the %q entry of externalParameters.base.debian", p, next, DepDebianIndex)
+		}
+		if err := parseDebianIndex(fmt.Sprintf("%s[%d]", p, next), deps[next], info); err != nil {
+			return err
+		}
+		next++
+		for next < len(deps)-nPatches && deps[next].GetName() == DepBasePackage {
+			pk, err := parsePackageDep(fmt.Sprintf("%s[%d]", p, next), deps[next])
+			if err != nil {
+				return err
+			}
+			info.Packages = append(info.Packages, pk)
+			next++
+		}
+	}
 	if next < len(deps)-nPatches && deps[next].GetName() == DepFrontend {
 		fe, err := image(next, DepFrontend)
 		if err != nil {
@@ -485,10 +518,28 @@ func parseDeps(deps []*intoto.ResourceDescriptor, info *Info) error {
 		info.Images = append(info.Images, im)
 		next++
 	}
-	if len(deps)-next != nPatches {
-		return fmt.Errorf("%s: %d entries, want %d (source, [base,] [frontend,] [images…,] one per patch)", p, len(deps), next+nPatches)
+	for next < len(deps)-nPatches && (deps[next].GetName() == DepPackage || deps[next].GetName() == DepTool) {
+		dp := fmt.Sprintf("%s[%d]", p, next)
+		pk, err := parsePackageDep(dp, deps[next])
+		if err != nil {
+			return err
+		}
+		if info.Native == nil || !slices.Contains(info.Native.Layers, pk.Layer) {
+			return fmt.Errorf("%s.annotations.layer: %q is not one of externalParameters.build.layers", dp, pk.Layer)
+		}
+		info.Packages = append(info.Packages, pk)
+		next++
 	}
-	if info.Native != nil && info.Base.Ref == "" {
+	if next < len(deps)-nPatches {
+		switch n := deps[next].GetName(); n {
+		case DepDebianIndex, DepBasePackage:
+			return fmt.Errorf("%s[%d]: a %q entry, but externalParameters has no base.debian", p, next, n)
+		}
+	}
+	if len(deps)-next != nPatches {
+		return fmt.Errorf("%s: %d entries, want %d (source, [base | debian-index, base-package…,] [frontend,] [images…,] [package…,] one per patch)", p, len(deps), next+nPatches)
+	}
+	if info.Native != nil && info.Base.Ref == "" && info.Debian == nil {
 		return fmt.Errorf("%s: a native build has no base image", p)
 	}
 	for i, pt := range info.Patches {

@@ -223,9 +223,17 @@ type Input struct {
 	BuildKitVersion string // version of the BuildKit daemon that solved the build
 	LLBDigest       string // digest of the marshalled LLB definition
 
-	Base     Image   // base image; zero when the build used none (dockerfile mode without script patches)
+	Base     Image   // base image; zero when the build used none (dockerfile mode without script patches) or Debian
 	Frontend *Image  // dockerfile frontend image (`# syntax=`), if any
 	Images   []Image // images the Dockerfile pulled, pinned (dockerfile mode)
+
+	// Debian is the base assembled from Debian packages, instead of a
+	// base image; nil for none.
+	Debian *DebianBase
+	// Packages are the pinned downloads that went into the image: the
+	// Debian base's .debs (Layer "") and the layers' dependencies, in lock
+	// order.
+	Packages []Package
 
 	// NonHermetic lists what the build reached beyond its pinned inputs:
 	// steps with network access, downloads no digest pins. Empty (not nil)
@@ -436,8 +444,20 @@ func validate(in *Input) error {
 	if !digestRe.MatchString(in.LLBDigest) {
 		return fmt.Errorf("provenance input: llbDigest %q is not a digest", in.LLBDigest)
 	}
-	if in.Base.Ref != "" || in.Native != nil {
+	if in.Debian != nil {
+		if in.Base.Ref != "" {
+			return fmt.Errorf("provenance input: both a base image and a Debian base are set")
+		}
+		if err := validateDebian(in.Debian); err != nil {
+			return err
+		}
+	} else if in.Base.Ref != "" || in.Native != nil {
 		if err := validateImage("base", in.Base); err != nil {
+			return err
+		}
+	}
+	for i, p := range in.Packages {
+		if err := validatePackage(in, i, p); err != nil {
 			return err
 		}
 	}
@@ -507,12 +527,16 @@ func externalParameters(in Input) (*structpb.Struct, error) {
 		}
 		build = map[string]any{"mode": ModeNative, "layers": layers}
 	}
-	s, err := structpb.NewStruct(map[string]any{
+	m := map[string]any{
 		"recipe":   map[string]any{"name": in.Recipe.Name, "path": in.Recipe.Path, "sha256": in.Recipe.SHA256},
 		"upstream": map[string]any{"repository": repoURL, "ref": in.Upstream.Ref},
 		"patches":  patches,
 		"build":    build,
-	})
+	}
+	if in.Debian != nil {
+		m["base"] = debianExternal(in.Debian)
+	}
+	s, err := structpb.NewStruct(m)
 	if err != nil {
 		return nil, fmt.Errorf("building externalParameters: %w", err)
 	}
@@ -631,6 +655,13 @@ func resolvedDependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
 		}
 		deps = append(deps, base)
 	}
+	if in.Debian != nil {
+		deb, err := debianDeps(in)
+		if err != nil {
+			return nil, err
+		}
+		deps = append(deps, deb...)
+	}
 	if in.Frontend != nil {
 		fe, err := imageDep(DepFrontend, *in.Frontend)
 		if err != nil {
@@ -645,6 +676,11 @@ func resolvedDependencies(in Input) ([]*intoto.ResourceDescriptor, error) {
 		}
 		deps = append(deps, d)
 	}
+	pkgs, err := layerDeps(in)
+	if err != nil {
+		return nil, err
+	}
+	deps = append(deps, pkgs...)
 	for _, p := range in.Patches {
 		deps = append(deps, &intoto.ResourceDescriptor{Name: p.Name, Digest: map[string]string{"sha256": p.SHA256}})
 	}

@@ -387,6 +387,11 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	for _, name := range slices.Sorted(maps.Keys(rr)) {
 		out = append(out, rr[name].payload)
 	}
+	out = append(out, marshalInput(t, hermeticInput()))
+	pk := packageRefusals(t)
+	for _, name := range slices.Sorted(maps.Keys(pk)) {
+		out = append(out, pk[name].data)
+	}
 	return out
 }
 

@@ -49,6 +49,9 @@ var (
 			optional("dockerfile", object(required("path", nil), required("target", nil), required("args", freeObject))),
 			optional("layers", nil),
 		)),
+		// base is absent unless the base was assembled from Debian
+		// packages (packages.go).
+		optional("base", debianShape),
 	)
 	// patchShape is one entry of externalParameters.patches. options and
 	// outcome are absent in statements written before vmbuild recorded

@@ -26,9 +26,11 @@ import (
 
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/redact"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/recipe"
+	"github.com/vmbuild/vmbuild/sbom"
 	"github.com/vmbuild/vmbuild/sign"
 	"github.com/vmbuild/vmbuild/store"
 )
@@ -63,7 +65,9 @@ type Report struct {
 	Statement   []byte      `json:"-"`
 	Signature   sign.Result `json:"signature"`
 	Attestation sign.Result `json:"attestation"`
-	Tags        []string    `json:"tags,omitempty"`
+	// SBOM is the SPDX SBOM attestation, when the lock pins packages.
+	SBOM *sign.Result `json:"sbom,omitempty"`
+	Tags []string     `json:"tags,omitempty"`
 }
 
 // Error is an incomplete publish: Done lists what is published, NotDone
@@ -129,11 +133,56 @@ func Statement(r *recipe.Recipe, l *lock.Lock, res *build.Result, subject, build
 	for _, im := range l.Images {
 		in.Images = append(in.Images, provenance.Image{Ref: im.Ref, Digest: im.Digest})
 	}
+	if d := l.Debian; d != nil && r.BaseDebian != nil {
+		mirror, err := redact.URL(d.Mirror)
+		if err != nil {
+			return nil, fmt.Errorf("building provenance: debian.mirror: %w", err)
+		}
+		in.Debian = &provenance.DebianBase{
+			Mirror: mirror, Suite: d.Suite, Components: d.Components, Architecture: d.Architecture,
+			InRelease: d.InRelease.URL, InReleaseSHA256: d.InRelease.SHA256, SignedBy: d.InRelease.SignedBy,
+			KeyringSHA256: d.KeyringSHA256, AllowExpired: d.AllowExpired,
+		}
+	}
+	for _, p := range l.DepsLock.Pins() {
+		in.Packages = append(in.Packages, provenance.Package{Purl: p.Purl, URL: p.URL, SHA256: p.SHA256, GitCommit: p.GitCommit, Layer: p.Layer, Tool: p.Tool})
+	}
 	st, err := provenance.New(in)
 	if err != nil {
 		return nil, fmt.Errorf("building provenance: %w", err)
 	}
 	return provenance.Marshal(st)
+}
+
+// SBOMStatement builds the SPDX 2.3 SBOM statement of the packages the
+// lock pins (the Debian base's .debs, the layers' dependencies), about the
+// image res built, naming subject; nil when the lock pins no package. It
+// is deterministic: the same lock and image give the same bytes.
+func SBOMStatement(r *recipe.Recipe, l *lock.Lock, res *build.Result, subject string) ([]byte, error) {
+	pins := l.DepsLock.Pins()
+	if len(pins) == 0 {
+		return nil, nil
+	}
+	repo, err := redact.URL(r.Upstream.Git)
+	if err != nil {
+		return nil, fmt.Errorf("building SBOM: upstream: %w", err)
+	}
+	in := sbom.Input{
+		ImageName: subject, ImageDigest: res.Digest.String(),
+		SourceRepo: repo, Commit: l.Upstream.Commit, CommitTime: l.Upstream.CommitTime, Recipe: r.Name,
+	}
+	for _, p := range pins {
+		where := "base"
+		if p.Layer != "" {
+			where = "layer " + p.Layer
+		}
+		in.Packages = append(in.Packages, sbom.Package{Name: p.Name, Version: p.Version, Purl: p.Purl, URL: p.URL, SHA256: p.SHA256, GitCommit: p.GitCommit, Where: where})
+	}
+	doc, err := sbom.New(in)
+	if err != nil {
+		return nil, err
+	}
+	return sbom.Statement(doc, subject, res.Digest.String())
 }
 
 func invocationID() string {
@@ -181,18 +230,29 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 		log.Warn("publishing without signature or provenance", "image", ref)
 		return rep, moveTags(ctx, st, tags, res, rep, nil, notTags, log)
 	}
-	notSigned := func(step string, err error) error {
-		return &Error{Image: ref, Step: step, Done: []string{"image (by digest)"}, NotDone: append([]string{"signature", "provenance attestation"}, notTags...), Err: err}
-	}
 	subject := st.Repository()
 	if subject == "" {
 		subject = r.Name // a layout: the recipe names the image
+	}
+	// The SBOM, when the lock pins packages, is attested after the
+	// provenance and before any tag moves.
+	sbomStmt, sbomErr := SBOMStatement(r, l, res, subject)
+	attestations := []string{"provenance attestation"}
+	if sbomStmt != nil {
+		attestations = append(attestations, "SBOM attestation")
+	}
+	notSigned := func(step string, err error) error {
+		return &Error{Image: ref, Step: step, Done: []string{"image (by digest)"}, NotDone: append(append([]string{"signature"}, attestations...), notTags...), Err: err}
+	}
+	if sbomErr != nil {
+		return rep, notSigned("building SBOM", sbomErr)
 	}
 	stmt, err := Statement(r, l, res, subject, opts.BuilderID)
 	if err != nil {
 		return rep, notSigned("building provenance", err)
 	}
 	rep.Statement = stmt
+	allDone := append([]string{"image (by digest)", "signature"}, attestations...)
 	a := sign.NewAttacher(sign.WithFormats(opts.Formats), sign.WithLogger(log))
 	img := res.Descriptor
 	if img.Digest != res.Digest {
@@ -239,9 +299,15 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 		}
 		if sres, ok := a.Signed(st, t, pub, found); ok {
 			if ares, ok := equivalentAttestation(pub, opts.Formats, found.Attestations, res, stmt); ok {
-				rep.Signature, rep.Attestation, rep.Statement = sres, ares, nil
-				log.Info("already signed and attested by this key for an equivalent build", "image", ref)
-				return rep, moveTags(ctx, st, tags, res, rep, []string{"image (by digest)", "signature", "provenance attestation"}, notTags, log)
+				sbomRes, sbomOK := sameAttestation(pub, opts.Formats, found.Attestations, res, sbomStmt)
+				if sbomOK {
+					rep.Signature, rep.Attestation, rep.Statement = sres, ares, nil
+					if sbomStmt != nil {
+						rep.SBOM = &sbomRes
+					}
+					log.Info("already signed and attested by this key for an equivalent build", "image", ref)
+					return rep, moveTags(ctx, st, tags, res, rep, allDone, notTags, log)
+				}
 			}
 		}
 	}
@@ -275,11 +341,47 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 		ares, err = a.Attest(ctx, st, img, stmt, signer)
 	}
 	if err != nil {
-		return rep, &Error{Image: ref, Step: "attesting provenance", Done: []string{"image (by digest)", "signature"}, NotDone: append([]string{"provenance attestation"}, notTags...), Err: err}
+		return rep, &Error{Image: ref, Step: "attesting provenance", Done: []string{"image (by digest)", "signature"}, NotDone: append(attestations, notTags...), Err: err}
 	}
 	rep.Attestation = ares
 	log.Info("attested SLSA provenance", "image", ref)
-	return rep, moveTags(ctx, st, tags, res, rep, []string{"image (by digest)", "signature", "provenance attestation"}, notTags, log)
+	if sbomStmt != nil {
+		var atts []sign.Attestation
+		if found != nil {
+			atts = found.Attestations
+		}
+		sres, ok := sameAttestation(signer.Public(), opts.Formats, atts, res, sbomStmt)
+		if !ok {
+			if sres, err = a.Attest(ctx, st, img, sbomStmt, signer); err != nil {
+				return rep, &Error{Image: ref, Step: "attesting SBOM", Done: []string{"image (by digest)", "signature", "provenance attestation"}, NotDone: append([]string{"SBOM attestation"}, notTags...), Err: err}
+			}
+			log.Info("attested SPDX SBOM", "image", ref)
+		}
+		rep.SBOM = &sres
+	}
+	return rep, moveTags(ctx, st, tags, res, rep, allDone, notTags, log)
+}
+
+// sameAttestation reports whether atts hold, in every requested format,
+// an attestation signed by pub whose statement is exactly stmt (a
+// deterministic one, as the SBOM's). A nil stmt is trivially there.
+func sameAttestation(pub crypto.PublicKey, formats sign.Format, atts []sign.Attestation, res *build.Result, stmt []byte) (sign.Result, bool) {
+	out := sign.Result{Subject: res.Digest}
+	if stmt == nil {
+		return out, true
+	}
+	found := sign.Format(0)
+	for _, a := range atts {
+		if a.Format&formats == 0 {
+			continue
+		}
+		if _, payload, err := sign.VerifyDSSE(pub, a.Envelope); err != nil || !bytes.Equal(payload, stmt) {
+			continue
+		}
+		found |= a.Format
+		out.Artifacts = append(out.Artifacts, sign.Artifact{Kind: "attestation", Format: a.Format, Action: sign.Unchanged, Location: a.Source})
+	}
+	return out, found&formats == formats
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {

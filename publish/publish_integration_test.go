@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/vmbuild/vmbuild/build"
+	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
@@ -476,4 +477,85 @@ func mustECDSA(t *testing.T) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestSBOMAttested: when the lock pins packages, publish attests an SPDX
+// SBOM of them after the provenance and before any tag, with the same
+// key; stock cosign v2 and v3 verify it with `--type spdxjson`; the
+// provenance lists every pin; publishing again changes nothing.
+func TestSBOMAttested(t *testing.T) {
+	e := start(t)
+	up := e.NewUpstream(t, "sbom")
+	path := e.WriteRecipe(t, fixture.NativeRecipe, up.URL, fixture.Patches())
+	r, l := e.Lock(t, path, lock.Options{})
+	layer := r.OrderedLayers()[0].Name
+	// The pins are what publish reads; the image is the fixture's.
+	ms := deps.Package{Name: "ms", Version: "2.1.3", URL: "https://registry.npmjs.org/ms/-/ms-2.1.3.tgz", SHA256: strings.Repeat("9", 64), Path: "ms/-/ms-2.1.3.tgz"}
+	yarn := deps.Package{Name: "@yarnpkg/cli-dist", Version: "4.18.0", URL: "https://registry.npmjs.org/@yarnpkg/cli-dist/-/cli-dist-4.18.0.tgz", SHA256: strings.Repeat("8", 64), Path: "yarn.tgz"}
+	l.DepsLock = &lock.DepsLock{Version: lock.DepsVersion, Layers: []lock.LayerDeps{{
+		Layer: layer, Manager: "yarn-berry", Lockfile: "yarn.lock", LockfileSHA256: strings.Repeat("7", 64),
+		Tool: &lock.ToolPin{Package: yarn, Entry: "package/bin/yarn.js"}, Packages: []lock.PackagePin{{Package: ms}},
+	}}}
+	ctx := context.Background()
+	repo := e.Reg.Ref("sbom")
+	o := e.opts
+	o.Output = build.Output{PushRepo: repo}
+	res, err := build.Build(ctx, r, l, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := pushTo(t, e.Registry(), repo, []string{"latest"}, r, l, res, publish.Options{Signer: e.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.SBOM == nil || len(rep.SBOM.Artifacts) != 1 || rep.SBOM.Artifacts[0].Action != sign.Added {
+		t.Fatalf("SBOM not attested: %+v", rep.SBOM)
+	}
+	for _, want := range []string{`"uri":"pkg:npm/ms@2.1.3"`, `"downloadLocation":"https://registry.npmjs.org/ms/-/ms-2.1.3.tgz"`, `"name":"tool","uri":"pkg:npm/%40yarnpkg/cli-dist@4.18.0"`, `{"layer":"` + layer + `"}`} {
+		if !bytes.Contains(rep.Statement, []byte(want)) {
+			t.Errorf("provenance lacks %s", want)
+		}
+	}
+	ref := repo + "@" + res.Digest.String()
+	for _, bin := range []string{"cosign", "cosign3"} {
+		args := []string{"verify-attestation", "--key", "vmbuild.pub", "--insecure-ignore-tlog", "--allow-insecure-registry", "--allow-http-registry", "--type", "spdxjson", ref}
+		out, err := e.cosign(t, bin, args...)
+		if err != nil {
+			t.Errorf("%s verify-attestation --type spdxjson: %v\n%s", bin, err, out)
+			continue
+		}
+		if !strings.Contains(decodePayloads(t, out), `"referenceLocator":"pkg:npm/ms@2.1.3"`) {
+			t.Errorf("%s: the verified SBOM lacks ms:\n%s", bin, out)
+		}
+		// The provenance attestation is still there beside it.
+		if out, err := e.cosign(t, bin, remoteArgs("verify-attestation", "vmbuild.pub", ref)...); err != nil {
+			t.Errorf("%s verify-attestation --type slsaprovenance1 beside the SBOM: %v\n%s", bin, err, out)
+		}
+		args[2] = "other.pub"
+		if out, err := e.cosign(t, bin, args...); err == nil {
+			t.Errorf("%s accepted the SBOM with another key:\n%s", bin, out)
+		}
+	}
+	again, err := pushTo(t, e.Registry(), repo, []string{"latest"}, r, l, res, publish.Options{Signer: e.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.SBOM == nil || len(again.SBOM.Artifacts) != 1 || again.SBOM.Artifacts[0].Action != sign.Unchanged {
+		t.Fatalf("publishing again rewrote the SBOM: %+v", again.SBOM)
+	}
+}
+
+// decodePayloads returns cosign's verified output with each DSSE payload
+// decoded.
+func decodePayloads(t *testing.T, out string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		var env struct{ Payload []byte }
+		if json.Unmarshal([]byte(line), &env) == nil && env.Payload != nil {
+			b.Write(env.Payload)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }

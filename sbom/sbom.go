@@ -36,9 +36,12 @@ type Package struct {
 	Version string
 	// Purl is the package URL (pkg:deb/debian/libc6@2.41-12?arch=amd64).
 	Purl string
-	// URL is where it was downloaded from; SHA256 its hex digest.
-	URL    string
-	SHA256 string
+	// URL is where it was downloaded from; SHA256 its hex digest, or,
+	// for a package fetched from git, GitCommit the commit (URL is then
+	// the remote).
+	URL       string
+	SHA256    string
+	GitCommit string
 	// Where says where it went: "base", or the layer's name.
 	Where string
 }
@@ -161,7 +164,7 @@ func New(in Input) (*Document, error) {
 	})
 	seen := map[string]int{}
 	for _, p := range pkgs {
-		if p.Name == "" || p.Purl == "" || len(p.SHA256) != 64 {
+		if p.Name == "" || p.Purl == "" || (len(p.SHA256) != 64 && (p.GitCommit == "" || p.URL == "")) {
 			return nil, fmt.Errorf("building SBOM: package %q (%s) lacks a name, purl or sha256", p.Name, p.Purl)
 		}
 		id := "SPDXRef-Package-" + idUnsafe.ReplaceAllString(strings.TrimPrefix(p.Purl, "pkg:"), "-")
@@ -170,6 +173,14 @@ func New(in Input) (*Document, error) {
 		}
 		seen[id]++
 		loc := p.URL
+		var sums []checksum
+		switch {
+		case len(p.SHA256) == 64:
+			sums = []checksum{{"SHA256", p.SHA256}}
+		default:
+			// SPDX's VCS locator: git+<remote>@<revision>.
+			loc = "git+" + strings.TrimPrefix(p.URL, "git+") + "@" + p.GitCommit
+		}
 		if loc == "" {
 			loc = "NOASSERTION"
 		}
@@ -178,7 +189,7 @@ func New(in Input) (*Document, error) {
 			Name:             p.Name,
 			VersionInfo:      p.Version,
 			DownloadLocation: loc,
-			Checksums:        []checksum{{"SHA256", p.SHA256}},
+			Checksums:        sums,
 			ExternalRefs:     []externalRef{{"PACKAGE-MANAGER", "purl", p.Purl}},
 			Supplier:         "NOASSERTION", LicenseConcluded: "NOASSERTION", LicenseDeclared: "NOASSERTION", CopyrightText: "NOASSERTION",
 			Comment: "installed in " + p.Where,

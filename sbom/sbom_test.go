@@ -61,3 +61,19 @@ func TestDeterministicAndComplete(t *testing.T) {
 		t.Error("a package without sha256 was accepted")
 	}
 }
+
+// TestGitPackage: a package pinned by git commit has no file checksum; its
+// download location is SPDX's VCS locator at that commit.
+func TestGitPackage(t *testing.T) {
+	d, err := New(input(Package{Name: "rails-html", Version: "1.0.0", Purl: "pkg:gem/rails-html@1.0.0", URL: "https://git.example/rails-html.git", GitCommit: strings.Repeat("c", 40), Where: "layer gems"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := d.Marshal()
+	if !strings.Contains(string(b), `"downloadLocation":"git+https://git.example/rails-html.git@`+strings.Repeat("c", 40)+`"`) {
+		t.Errorf("git package: %s", b)
+	}
+	if _, err := New(input(Package{Name: "x", Purl: "pkg:gem/x@1", GitCommit: strings.Repeat("c", 40)})); err == nil {
+		t.Error("a git package without a remote was accepted")
+	}
+}

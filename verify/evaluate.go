@@ -63,6 +63,10 @@ const (
 	// CheckHermetic: when the policy requires it, the provenance records
 	// no step with network access and no unpinned download.
 	CheckHermetic = "hermetic"
+	// CheckDebianBase: when the policy constrains it, the base was
+	// assembled from Debian packages of an allowed suite, from an index
+	// signed by an allowed key and verified against an allowed keyring.
+	CheckDebianBase = "debian-base"
 )
 
 // attestationStages are the checks each attestation goes through, in

@@ -94,6 +94,12 @@ type Policy struct {
 	// NonHermetic recorded and empty).
 	Hermetic bool
 
+	// Debian constrains a base assembled from Debian packages: the suites
+	// it may come from and the archive keys whose signature on the index
+	// must have verified. nil: not constrained (checked, when set, also
+	// that the base is assembled from Debian packages).
+	Debian *PolicyDebian
+
 	// File is where the policy was read from (for messages), if anywhere.
 	File string
 
@@ -106,6 +112,21 @@ type Policy struct {
 type PolicyPatch struct {
 	Name   string `json:"name,omitempty"`
 	SHA256 string `json:"sha256"`
+}
+
+// PolicyDebian is the policy's debianBase: each list, when given, must
+// contain the provenance's value (a list left out does not constrain).
+type PolicyDebian struct {
+	// Suites are the allowed suites ("trixie", "sid"), as the recipe
+	// names them.
+	Suites []string `json:"suites,omitempty"`
+	// SignedBy are the allowed fingerprints (40 or 64 hex; spaces and
+	// case ignored) of the primary key whose signature on InRelease
+	// verified: the Debian archive's keys, or a mirror's own.
+	SignedBy []string `json:"signedBy,omitempty"`
+	// Keyrings are the allowed sha256 (64 hex) of the keyring file the
+	// index was verified against.
+	Keyrings []string `json:"keyrings,omitempty"`
 }
 
 // NoPolicy is the explicit choice to verify without a policy: the
@@ -128,9 +149,16 @@ func (p *Policy) trustedBuilders() []string {
 }
 
 var (
-	commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	hex64RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	commitRE      = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	hex64RE       = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	fingerprintRE = regexp.MustCompile(`^[0-9A-F]{40}(?:[0-9A-F]{24})?$`)
 )
+
+// normFingerprint writes an OpenPGP fingerprint as provenance records it:
+// uppercase hex, no spaces.
+func normFingerprint(s string) string {
+	return strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(s), " ", ""))
+}
 
 // Validate checks a policy built in code (ParsePolicy validates as it
 // reads). Errors match errs.ErrInvalidPolicy.
@@ -217,6 +245,21 @@ func (p *Policy) Validate() error {
 	}
 	if p.AnyFrontend && len(p.Frontends) > 0 {
 		return bad("frontends: both a list and any")
+	}
+	if deb := p.Debian; deb != nil {
+		if deb.Suites == nil && deb.SignedBy == nil && deb.Keyrings == nil {
+			return bad("debianBase: constrains nothing (give suites, signedBy or keyrings)")
+		}
+		for i, f := range deb.SignedBy {
+			if !fingerprintRE.MatchString(f) {
+				return bad("debianBase.signedBy[%d]: %q is not an uppercase OpenPGP fingerprint", i, f)
+			}
+		}
+		for i, k := range deb.Keyrings {
+			if !hex64RE.MatchString(k) {
+				return bad("debianBase.keyrings[%d]: %q is not 64 lowercase hex", i, k)
+			}
+		}
 	}
 	for i, d := range p.Frontends {
 		if d.Algorithm() != digest.SHA256 || d.Validate() != nil {
@@ -474,6 +517,43 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 		},
 		"strictPatches": func(n *yaml.Node, f string) { p.StrictPatches = d.Bool(n, f) },
 		"hermetic":      func(n *yaml.Node, f string) { p.Hermetic = d.Bool(n, f) },
+		"debianBase": func(n *yaml.Node, f string) {
+			deb := &PolicyDebian{}
+			each := func(out *[]string, check func(string) (string, bool), what string) func(n *yaml.Node, f string) {
+				return func(n *yaml.Node, f string) {
+					d.list(n, f, nil, func(_ int, n *yaml.Node, f string) {
+						v := d.hex(n, f)
+						if v == "" {
+							return
+						}
+						norm, ok := check(v)
+						if !ok {
+							d.ErrAt(n, f, "%q is not %s", v, what)
+							return
+						}
+						*out = append(*out, norm)
+					})
+				}
+			}
+			d.mapping(n, f, pfields{
+				"suites": each(&deb.Suites, func(v string) (string, bool) {
+					return v, !strings.ContainsAny(v, " \t/")
+				}, "a suite name"),
+				"signedBy": each(&deb.SignedBy, func(v string) (string, bool) {
+					v = normFingerprint(v)
+					return v, fingerprintRE.MatchString(v)
+				}, "an OpenPGP fingerprint (40 or 64 hex)"),
+				"keyrings": each(&deb.Keyrings, func(v string) (string, bool) {
+					v = strings.TrimPrefix(v, "sha256:")
+					return v, hex64RE.MatchString(v)
+				}, "a keyring's sha256 (64 lowercase hex)"),
+			})
+			if deb.Suites == nil && deb.SignedBy == nil && deb.Keyrings == nil {
+				d.ErrAt(n, f, "constrains nothing: give suites, signedBy or keyrings")
+				return
+			}
+			p.Debian = deb
+		},
 	}, "apiVersion", "kind", "source", "patches", "baseImages")
 	switch {
 	case commitsNode == nil && historyNode == nil:

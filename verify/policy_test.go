@@ -195,8 +195,11 @@ func TestPolicyNewFields(t *testing.T) {
 		"frontends a string":  {"frontends: none\n", "frontends: must be a list (or any), not a string"},
 		"strictPatches yes":   {"strictPatches: yes\n", "strictPatches: must be true or false"},
 		"hermetic a list":     {"hermetic: [true]\n", "hermetic: must be true or false"},
-		"unknown lists them":  {"hermetik: true\n", "allowed: apiVersion, baseImages, builders, commits, frontends, hermetic, history, kind, patches, recipes, source, strictPatches"},
+		"unknown lists them":  {"hermetik: true\n", "allowed: apiVersion, baseImages, builders, commits, debianBase, frontends, hermetic, history, kind, patches, recipes, source, strictPatches"},
 		"recipes any and one": {"recipes: any\nrecipes: [" + testRecipe + "]\n", "duplicate key"},
+		"debianBase empty":    {"debianBase: {}\n", "debianBase: constrains nothing"},
+		"debianBase bad key":  {"debianBase:\n  signedBy: [ABCD]\n", `debianBase.signedBy[0]: "ABCD" is not an OpenPGP fingerprint`},
+		"debianBase unknown":  {"debianBase:\n  suite: sid\n", `did you mean "suites"`},
 	} {
 		_, err := ParsePolicy("p.yaml", []byte(minimalPolicy+c.add))
 		if !errors.Is(err, errs.ErrInvalidPolicy) || !strings.Contains(err.Error(), c.want) {

@@ -31,6 +31,7 @@ var policyChecks = []policyCheck{
 	{CheckBaseImage, true, func(ev evidence, info *provenance.Info) Check { return checkBaseImages(ev.policy, info) }},
 	{CheckFrontend, true, func(ev evidence, info *provenance.Info) Check { return checkFrontend(ev.policy, info) }},
 	{CheckHermetic, true, func(ev evidence, info *provenance.Info) Check { return checkHermetic(ev.policy, info) }},
+	{CheckDebianBase, true, func(ev evidence, info *provenance.Info) Check { return checkDebianBase(ev.policy, info) }},
 }
 
 // waivable reports whether the named check may be skipped in a verified
@@ -218,6 +219,8 @@ func checkBaseImages(p *Policy, info *provenance.Info) Check {
 		return skip(CheckBaseImage, "not constrained: no policy (%s)", strings.Join(names, ", "))
 	case p.AnyBaseImage:
 		return skip(CheckBaseImage, "not constrained: the policy allows any base image (%s)", strings.Join(names, ", "))
+	case len(imgs) == 0 && info.Debian != nil:
+		return pass(CheckBaseImage, "the build started from no image: its base is assembled from Debian packages")
 	case len(imgs) == 0:
 		return pass(CheckBaseImage, "the build started from no image")
 	}
@@ -292,4 +295,45 @@ func checkHermetic(p *Policy, info *provenance.Info) Check {
 		items = append(items, clip(a.String()))
 	}
 	return fail(CheckHermetic, "not hermetic: %s", strings.Join(items, "; "))
+}
+
+func checkDebianBase(p *Policy, info *provenance.Info) Check {
+	state := "no Debian base"
+	if d := info.Debian; d != nil {
+		state = fmt.Sprintf("Debian %s from %s, index signed by %s, %d package(s)", d.Suite, clip(d.Mirror), d.SignedBy, countBase(info))
+	}
+	switch {
+	case p.IsNoPolicy():
+		return skip(CheckDebianBase, "not constrained: no policy (%s)", state)
+	case p.Debian == nil:
+		return skip(CheckDebianBase, "not constrained by the policy (%s)", state)
+	case info.Debian == nil:
+		return fail(CheckDebianBase, "the policy constrains a Debian base, but the image's base is not assembled from Debian packages")
+	}
+	d, want := info.Debian, p.Debian
+	var bad []string
+	if want.Suites != nil && !slices.Contains(want.Suites, d.Suite) {
+		bad = append(bad, fmt.Sprintf("suite %q is not one of %s", clip(d.Suite), strings.Join(want.Suites, ", ")))
+	}
+	if want.SignedBy != nil && !slices.Contains(want.SignedBy, d.SignedBy) {
+		bad = append(bad, fmt.Sprintf("the index was signed by %s, not by one of %s", d.SignedBy, strings.Join(want.SignedBy, ", ")))
+	}
+	if want.Keyrings != nil && !slices.Contains(want.Keyrings, d.KeyringSHA256) {
+		bad = append(bad, fmt.Sprintf("keyring sha256 %s is not one of the policy's %d", d.KeyringSHA256, len(want.Keyrings)))
+	}
+	if len(bad) > 0 {
+		return fail(CheckDebianBase, "%s", strings.Join(bad, "; "))
+	}
+	return pass(CheckDebianBase, "%s", state)
+}
+
+// countBase counts the .debs of a Debian base.
+func countBase(info *provenance.Info) int {
+	n := 0
+	for _, p := range info.Packages {
+		if p.Layer == "" {
+			n++
+		}
+	}
+	return n
 }

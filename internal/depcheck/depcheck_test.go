@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"llb":                 {"errs", "recipe", "lock", "internal/redact", "deps"},
 	"build":               {"errs", "recipe", "lock", "llb", "patch", "store", "deps", "internal/redact"},
 	"sign":                {"errs", "registry", "store", "provenance"},
-	"publish":             {"errs", "recipe", "lock", "build", "patch", "provenance", "sign", "store", "registry"},
+	"publish":             {"errs", "recipe", "lock", "build", "patch", "provenance", "sbom", "deps", "sign", "store", "registry", "internal/redact"},
 	"check":               {"errs", "recipe", "lock", "build", "patch", "store"},
 	"verify":              {"errs", "registry", "store", "sign", "provenance", "track/history", "internal/strictyaml", "internal/redact"},
 	"track":               {"errs", "recipe", "lock", "build", "buildkit", "publish", "sign", "registry", "store", "track/history"},

@@ -113,8 +113,11 @@ func TestStreamingHermeticEndToEnd(t *testing.T) {
 	vmbuild(t, env, "lock", recipePath)
 	var l struct {
 		Upstream struct{ Commit string }
-		Debian   struct{ Packages int }
-		Deps     struct{ Packages int }
+		Debian   struct {
+			Packages  int
+			InRelease struct{ SignedBy string }
+		}
+		Deps struct{ Packages int }
 	}
 	lockJSON, err := os.ReadFile(filepath.Join(work, "mastodon-streaming-hermetic.lock.json"))
 	if err != nil {
@@ -144,10 +147,37 @@ source: %s
 commits: [%s]
 patches: []
 baseImages: any
-`, gitURL, l.Upstream.Commit)), 0o644)
+hermetic: true
+debianBase:
+  suites: [sid]
+  signedBy: [%s]
+`, gitURL, l.Upstream.Commit, l.Debian.InRelease.SignedBy)), 0o644)
 	ref := repo + "@" + dgst.String()
-	if out := vmbuild(t, env, "verify", ref, "--key", pubPath, "--policy", policy); !strings.Contains(out, "PASS") {
-		t.Errorf("verify:\n%s", out)
+	out = vmbuild(t, env, "verify", ref, "--key", pubPath, "--policy", policy)
+	for _, want := range []string{"PASS  hermetic", "PASS  debian-base", "VERIFIED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify: no %q:\n%s", want, out)
+		}
+	}
+	// Stock cosign verifies the SBOM (and the provenance) with the key;
+	// the SBOM names the packages, the provenance every pin.
+	for _, typ := range []string{"spdxjson", "slsaprovenance1"} {
+		cmd := exec.Command(testenv.Bin(t, "cosign"), "verify-attestation", "--key", pubPath, "--insecure-ignore-tlog",
+			"--allow-insecure-registry", "--allow-http-registry", "--type", typ, ref)
+		cmd.Env = append(os.Environ(), "TUF_ROOT="+filepath.Join(work, "tuf"))
+		cout, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("cosign verify-attestation --type %s: %v\n%s", typ, err, cout)
+		}
+		payloads := decodedPayloads(cout)
+		for _, want := range map[string][]string{
+			"spdxjson":        {`"referenceLocator":"pkg:deb/debian/nodejs@`, `"referenceLocator":"pkg:npm/pg@`, `"spdxVersion":"SPDX-2.3"`},
+			"slsaprovenance1": {`"name":"base-package","uri":"pkg:deb/debian/libc6@`, `"name":"tool","uri":"pkg:npm/%40yarnpkg/cli-dist@`, `"nonHermetic":[]`},
+		}[typ] {
+			if !strings.Contains(payloads, want) {
+				t.Errorf("%s attestation lacks %s", typ, want)
+			}
+		}
 	}
 
 	// Run it: the same lock into an OCI layout (all cached), unpacked for
@@ -307,4 +337,17 @@ func redisPublish(t *testing.T, addr, channel, message string) {
 	if err != nil || !strings.HasPrefix(reply, ":") {
 		t.Fatalf("Redis PUBLISH: %q %v", reply, err)
 	}
+}
+
+// decodedPayloads returns the DSSE payloads in cosign's output, decoded.
+func decodedPayloads(out []byte) string {
+	var b strings.Builder
+	for _, line := range strings.Split(string(out), "\n") {
+		var env struct{ Payload []byte }
+		if json.Unmarshal([]byte(line), &env) == nil && env.Payload != nil {
+			b.Write(env.Payload)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }

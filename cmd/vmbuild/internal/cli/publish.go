@@ -163,6 +163,7 @@ type publishReport struct {
 	Image     string          `json:"image"`
 	Signed    bool            `json:"signed"`
 	Attested  bool            `json:"attested"`
+	SBOM      bool            `json:"sbom,omitempty"`
 	Tags      []string        `json:"tags,omitempty"`
 	Artifacts []sign.Artifact `json:"artifacts,omitempty"`
 }
@@ -205,6 +206,10 @@ func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *s
 		rep.Attested = len(pr.Attestation.Artifacts) > 0
 		rep.Tags = pr.Tags
 		rep.Artifacts = append(append(rep.Artifacts, pr.Signature.Artifacts...), pr.Attestation.Artifacts...)
+		if pr.SBOM != nil {
+			rep.SBOM = len(pr.SBOM.Artifacts) > 0
+			rep.Artifacts = append(rep.Artifacts, pr.SBOM.Artifacts...)
+		}
 	}
 	return rep, err
 }
