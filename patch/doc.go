@@ -37,10 +37,17 @@
 // (like patch -p1) when every old name starts with "a/" and every new
 // name with "b/", or when every diff compares two different top
 // directories (diff -ruN mastodon.orig mastodon); otherwise names are used
-// as they are (-p0), with a leading "./" removed. When a traditional diff
-// names two different files (diff -u x.c.orig x.c), the one with the
-// fewest components, then the shortest base name, then the shortest name
-// is patched, as GNU patch does.
+// as they are (-p0), with a leading "./" removed. The two names of a
+// traditional diff (after that stripping) must be the same file, or a file
+// and its backup: one may be the other plus ".orig", "~", ".bak", ".old"
+// or ".new" (diff -u x.c.orig x.c, diff -u x.c x.c.new); either may be
+// /dev/null for a created or deleted file. Other pairs are refused with
+// reason "parse", naming the patch line. Of a file and its backup the file
+// is patched (the name with the fewest components, then the shortest base
+// name, then the shortest name, as GNU patch does). In a git diff, the
+// ---/+++ names must match the "diff --git" names, or for a rename or copy
+// its "from" and "to" names (with or without a prefix), as git apply
+// requires.
 //
 // # Strictness
 //
@@ -78,7 +85,8 @@
 //
 // A patch is untrusted input (compare git CVE-2023-23946 and GNU patch
 // CVE-2019-13636). Before anything is applied, [Patch.CheckSafe] refuses
-// every path (old and new, rename and copy sources included) that is
+// every path (old and new, rename and copy sources included, and both
+// names of a traditional diff even when only one is patched) that is
 // empty, absolute, contains a NUL byte or a backslash, has an empty, "."
 // or ".." component, or has a component that is or could be taken for
 // ".git" on some file system: any case, trailing dots or spaces, an NTFS

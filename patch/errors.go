@@ -44,7 +44,8 @@ type Error struct {
 	File   string // target file, if any
 	Hunk   string // full hunk header ("@@ -1,3 +1,4 @@ func"), if any
 	// Line is the 1-based line in the target file for hunk failures, and
-	// the 1-based line in the patch text for parse failures.
+	// the 1-based line in the patch text for parse failures and for unsafe
+	// paths found by [Patch.CheckSafe].
 	Line int
 	Msg  string // what went wrong, without the patch name
 }

@@ -20,6 +20,13 @@ var fuzzSeeds = []string{
 	"diff --git a/in/c b/../outside/c\nrename from in/c\nrename to ../outside/c\n",
 	"--- a/b\n+++ b/b\n@@ -2 +2 @@\n-y\n\\ No newline at end of file\n+y\n",
 	"diff --git \"a/\\056git/x\" \"b/\\056git/x\"\nnew file mode 100644\n--- /dev/null\n+++ \"b/\\056git/x\"\n@@ -0,0 +1 @@\n+x\n",
+	// Both names of a traditional diff are checked, and must be one file.
+	"--- a/a\n+++ b/../outside/x\n@@ -1 +1 @@\n-1\n+pwned\n",
+	"--- a/x\n+++ b/y\n@@ -1 +1 @@\n-1\n+2\n",
+	"--- a/a.orig\n+++ b/a\n@@ -1 +1 @@\n-1\n+one\n",
+	"--- a\n+++ /etc/passwd\n@@ -1 +1 @@\n-1\n+pwned\n",
+	"--- a/../outside/sentinel\t1970-01-01 00:00:00.000000000 +0000\n+++ b/n\n@@ -0,0 +1 @@\n+x\n",
+	"diff --git a/a b/d/z\nrename from a\nrename to d/z\n--- a/a\n+++ b/../outside/z\n@@ -4,2 +4,2 @@\n 4\n-5\n+five\n",
 }
 
 func FuzzParse(f *testing.F) {
@@ -42,6 +49,17 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse succeeded without files")
 		}
 		for _, fd := range p.Files {
+			// The two names of a traditional diff are one file, a file
+			// and its backup, or include an unsafe name CheckSafe refuses.
+			for _, x := range fd.extra {
+				if fd.Git {
+					t.Fatalf("git diff of %q has an unchecked name %q", fd.Path(), x.name)
+				}
+				related := backupPair(x.name, fd.Path()) || checkPath(x.name) != nil || checkPath(fd.Path()) != nil
+				if fd.Op == OpModified && !related {
+					t.Fatalf("diff of %q keeps an unrelated name %q", fd.Path(), x.name)
+				}
+			}
 			switch fd.Op {
 			case OpAdded:
 				if fd.OldPath != "" || fd.NewPath == "" {
@@ -77,7 +95,11 @@ func FuzzParse(f *testing.F) {
 		// CheckSafe must not panic, and a safe patch has only clean paths.
 		if p.CheckSafe() == nil {
 			for _, fd := range p.Files {
-				for _, path := range []string{fd.OldPath, fd.NewPath} {
+				paths := []string{fd.OldPath, fd.NewPath}
+				for _, x := range fd.extra {
+					paths = append(paths, x.name)
+				}
+				for _, path := range paths {
 					if path != "" && (filepath.IsAbs(path) || filepath.Clean(path) != path || path == ".." || len(path) >= 3 && path[:3] == "../") {
 						t.Fatalf("CheckSafe accepted %q", path)
 					}

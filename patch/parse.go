@@ -56,6 +56,18 @@ type FileDiff struct {
 	Hunks   []*Hunk
 	Git     bool // the diff had a "diff --git" header
 	Line    int  // 1-based line in the patch where this file's diff starts
+
+	// extra holds the names a traditional diff gives that are neither
+	// OldPath nor NewPath (after prefix stripping): the backup name of
+	// "diff -u x.orig x", the old name of a file "diff -N" creates, the new
+	// name of one it deletes. [Patch.CheckSafe] checks them too.
+	extra []extraName
+}
+
+// extraName is a file name from a ---/+++ line that is not patched.
+type extraName struct {
+	name string
+	line int // 1-based line in the patch
 }
 
 // Path returns the path the diff is reported under: NewPath, or OldPath
@@ -158,8 +170,10 @@ func (h *Hunk) context() (lead, trail int) {
 // Parse parses a unified diff: `git diff` / `git format-patch` output
 // (mail headers, commit message, diffstat and signature are skipped) or
 // `diff -u` / `diff -ruN` output. name is used in errors only. Errors are
-// [*Error] values with Reason ReasonParse. Parse does not check paths for
-// safety; call [Patch.CheckSafe].
+// [*Error] values with Reason ReasonParse. Parse refuses a file section
+// whose names disagree (a traditional diff of two unrelated files, a git
+// diff whose ---/+++ names are not its diff --git or rename/copy names),
+// but does not check paths for safety; call [Patch.CheckSafe].
 func Parse(name string, data []byte) (*Patch, error) {
 	if len(data) > MaxPatchSize {
 		return nil, &Error{Patch: name, Reason: ReasonParse,
@@ -253,6 +267,7 @@ func (p *parser) parseGit() error {
 		isNew, isDeleted                       bool
 		minus, plus                            string
 		haveMinusPlus                          bool
+		minusLine                              int // 1-based line of "---"
 		indexMode                              uint32
 	)
 	parseMode := func(s string) (uint32, error) {
@@ -325,7 +340,7 @@ header:
 			if e1 != nil || e2 != nil {
 				return p.errf(p.i+1, "bad file name in ---/+++ lines")
 			}
-			haveMinusPlus = true
+			haveMinusPlus, minusLine = true, p.i+1
 			p.i += 2
 			break header
 		default:
@@ -355,6 +370,32 @@ header:
 			return p.errf(start, "copy without both \"copy from\" and \"copy to\"")
 		}
 		fd.Op, fd.OldPath, fd.NewPath = OpCopied, copyFrom, copyTo
+	}
+	switch fd.Op {
+	case OpRenamed, OpCopied:
+		// Every other name the section gives must be the source or the
+		// target, with or without a prefix, as git apply requires:
+		// CheckSafe checks only those two.
+		verb := "rename"
+		if fd.Op == OpCopied {
+			verb = "copy"
+		}
+		for _, c := range []struct {
+			name, where string
+			line        int
+			want, side  string
+		}{
+			{aName, "diff --git line", start, fd.OldPath, "from"},
+			{bName, "diff --git line", start, fd.NewPath, "to"},
+			{minus, "--- line", minusLine, fd.OldPath, "from"},
+			{plus, "+++ line", minusLine + 1, fd.NewPath, "to"},
+		} {
+			if c.name == "" || c.name == devNull || c.name == c.want || strip1(c.name) == c.want {
+				continue
+			}
+			return p.errf(c.line, "file name %q in the %s does not match %q in the \"%s %s\" line",
+				truncate(c.name, 256), c.where, truncate(c.want, 256), verb, c.side)
+		}
 	default:
 		var name string
 		switch {
@@ -622,10 +663,12 @@ func (p *parser) parseTraditional() error {
 	return nil
 }
 
-// fixTraditional decides the -p level for traditional diffs and sets their
-// paths and operations. Names are stripped of one leading component when
-// every old name starts with "a/" and every new name with "b/", or when
-// every diff compares two different top directories (diff -ruN old/ new/).
+// fixTraditional decides the -p level for traditional diffs, refuses pairs
+// of unrelated names, and sets their paths and operations; the name that
+// is not patched is kept in FileDiff.extra for CheckSafe. Names are
+// stripped of one leading component when every old name starts with "a/"
+// and every new name with "b/", or when every diff compares two different
+// top directories (diff -ruN old/ new/).
 func (p *parser) fixTraditional() error {
 	if len(p.trad) == 0 {
 		return nil
@@ -671,6 +714,13 @@ func (p *parser) fixTraditional() error {
 			return strip1(s)
 		}
 		o, n := name(t.oldRaw), name(t.newRaw)
+		// Two names must be the same file, or a file and its backup. A
+		// name that fails the safety check is left to CheckSafe, so that
+		// the patch is refused as unsafe rather than as unparsable.
+		if o != devNull && n != devNull && o != n && checkPath(o) == nil && checkPath(n) == nil && !backupPair(o, n) {
+			return p.errf(fd.Line, "--- and +++ lines name unrelated files %q and %q (names may differ only by a backup suffix: %s)",
+				truncate(o, 256), truncate(n, 256), strings.Join(backupSuffixes, " "))
+		}
 		added := t.oldRaw == devNull || (t.oldEpoch && !t.newEpoch)
 		deleted := t.newRaw == devNull || (t.newEpoch && !t.oldEpoch)
 		if !added && !deleted && len(fd.Hunks) == 1 && fd.Hunks[0].OldStart == 0 && fd.Hunks[0].OldLines == 0 {
@@ -693,13 +743,37 @@ func (p *parser) fixTraditional() error {
 			t := pickName(o, n)
 			fd.OldPath, fd.NewPath = t, t
 		}
+		// Keep the name that is not patched, for CheckSafe.
+		if o != devNull && o != fd.OldPath && o != fd.NewPath {
+			fd.extra = append(fd.extra, extraName{o, fd.Line})
+		}
+		if n != devNull && n != fd.OldPath && n != fd.NewPath {
+			fd.extra = append(fd.extra, extraName{n, fd.Line + 1})
+		}
 	}
 	return nil
 }
 
-// pickName chooses the file to patch when a traditional diff names two
-// (diff -u x.orig x), as GNU patch does: fewest path components, then
-// shortest base name, then shortest name; the old name on a tie.
+// backupSuffixes are the suffixes by which the two names of a traditional
+// diff may differ: the backups GNU patch (-b), quilt, editors and
+// hand-made "diff -u x.orig x" / "diff -u x x.new" leave.
+var backupSuffixes = []string{".orig", "~", ".bak", ".old", ".new"}
+
+// backupPair reports whether one of a and b is the other plus a backup
+// suffix.
+func backupPair(a, b string) bool {
+	for _, s := range backupSuffixes {
+		if a == b+s || b == a+s {
+			return true
+		}
+	}
+	return false
+}
+
+// pickName chooses the file to patch when a traditional diff names a file
+// and its backup (diff -u x.orig x), as GNU patch does: fewest path
+// components, then shortest base name, then shortest name; the old name
+// on a tie.
 func pickName(o, n string) string {
 	if o == n {
 		return o

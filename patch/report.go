@@ -57,7 +57,7 @@ type Failure struct {
 	File    string `json:"file,omitempty"`
 	Hunk    string `json:"hunk,omitempty"`
 	// Line is the 1-based line in the target file (hunk failures) or in the
-	// patch (parse failures).
+	// patch (parse failures, and unsafe paths found before applying).
 	Line     int    `json:"line,omitempty"`
 	Command  string `json:"command,omitempty"`  // scripts: the failing command
 	Output   string `json:"output,omitempty"`   // scripts: last lines of output

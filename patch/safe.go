@@ -7,11 +7,14 @@ import (
 
 // CheckSafe refuses a patch that could write outside the tree or into
 // git metadata, before anything is applied. It checks every path the patch
-// names (old and new, rename and copy sources included) and refuses
-// symbolic-link diffs. It does not look at the tree: the links and
-// directories a patch would write through are checked when it is applied.
-// The error is an [*Error] with Reason ReasonUnsafe, wrapping
-// errs.ErrUnsafePatch.
+// names (old and new, rename and copy sources included, and both names of
+// a traditional diff even when only one is patched, as in
+// "diff -u x.orig x") and refuses symbolic-link diffs. It does not look at
+// the tree: the links and directories a patch would write through are
+// checked when it is applied. The error is an [*Error] with Reason
+// ReasonUnsafe, wrapping errs.ErrUnsafePatch; its Line is the line where
+// the file's diff starts or, for a name that is not patched, the line
+// that names it.
 func (p *Patch) CheckSafe() error {
 	for _, f := range p.Files {
 		var paths []string
@@ -23,8 +26,14 @@ func (p *Patch) CheckSafe() error {
 		}
 		for _, path := range paths {
 			if err := checkPath(path); err != nil {
-				return &Error{Patch: p.Name, Reason: ReasonUnsafe, File: truncate(path, 256),
+				return &Error{Patch: p.Name, Reason: ReasonUnsafe, File: truncate(path, 256), Line: f.Line,
 					Msg: fmt.Sprintf("unsafe path %q: %v", truncate(path, 256), err)}
+			}
+		}
+		for _, x := range f.extra {
+			if err := checkPath(x.name); err != nil {
+				return &Error{Patch: p.Name, Reason: ReasonUnsafe, File: truncate(x.name, 256), Line: x.line,
+					Msg: fmt.Sprintf("unsafe path %q on line %d (the diff of %s): %v", truncate(x.name, 256), x.line, truncate(f.Path(), 256), err)}
 			}
 		}
 		if f.OldMode == ModeSymlink || f.NewMode == ModeSymlink {

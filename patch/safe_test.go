@@ -96,6 +96,8 @@ func TestApplyRefusesUnsafePatches(t *testing.T) {
 		{"dotdot new file", newFile("../outside/x"), `".." component`},
 		{"dotdot deep", modify("a/../../outside/sentinel"), `".." component`},
 		{"absolute traditional", "--- /dev/null\n+++ /tmp/pwned\n@@ -0,0 +1 @@\n+x\n", "absolute path"},
+		{"second traditional name escapes", "--- a/ok.txt\n+++ b/../outside/sentinel\n@@ -1 +1 @@\n-ok\n+pwned\n", `".." component`},
+		{"second traditional name absolute", "--- ok.txt\n+++ /etc/passwd\n@@ -1 +1 @@\n-ok\n+pwned\n", "absolute path"},
 		{"absolute via --no-prefix", "diff --git /etc/passwd /etc/passwd\n--- /etc/passwd\n+++ /etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "absolute path"},
 		{"git hooks", newFile(".git/hooks/post-checkout"), "git metadata"},
 		{"git hooks, case", newFile(".GIT/hooks/post-checkout"), "git metadata"},
