@@ -251,6 +251,32 @@ func printProvenance(a *app, t imageTarget, in *provenance.Info) {
 	for _, im := range in.Images {
 		fmt.Fprintf(w, "image dep:  %s@%s\n", im.Ref, im.Digest)
 	}
+	if d := in.Debian; d != nil {
+		fmt.Fprintf(w, "base:       Debian %s (%s) from %s, InRelease sha256:%s signed by %s", d.Suite, strings.Join(d.Components, ","), d.Mirror, d.InReleaseSHA256, d.SignedBy)
+		if d.AllowExpired {
+			fmt.Fprint(w, ", accepted past Valid-Until")
+		}
+		fmt.Fprintln(w)
+	}
+	if len(in.Packages) > 0 {
+		perLayer := map[string]int{}
+		var order []string
+		for _, p := range in.Packages {
+			where := "base"
+			if p.Layer != "" {
+				where = "layer " + p.Layer
+			}
+			if perLayer[where] == 0 {
+				order = append(order, where)
+			}
+			perLayer[where]++
+		}
+		var parts []string
+		for _, o := range order {
+			parts = append(parts, fmt.Sprintf("%d in %s", perLayer[o], o))
+		}
+		fmt.Fprintf(w, "packages:   %d pinned (%s)\n", len(in.Packages), strings.Join(parts, ", "))
+	}
 	switch {
 	case in.NonHermetic == nil:
 		fmt.Fprintln(w, "hermetic:   not recorded")
