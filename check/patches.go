@@ -85,7 +85,7 @@ type PatchesResult struct {
 	Commits []CommitResult `json:"commits"` // oldest first
 	// FirstFailure maps a patch to the first commit (in the range) at which
 	// it failed after applying at the commit before (or at the range's
-	// start).
+	// start); commits that could not be checked are passed over.
 	FirstFailure map[string]string `json:"firstFailure"`
 	// LockedOK and NewestOK: the check fails when either is false.
 	LockedOK bool `json:"lockedOK"`
@@ -230,9 +230,13 @@ func Patches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts PatchesOp
 	if !lockedIn {
 		inRange = res.Commits[1:]
 	}
+	// A commit that could not be checked (Error) says nothing either way.
 	for j, name := range res.Patches {
 		prevOK := true
 		for _, cr := range inRange {
+			if cr.Patches[j].Outcome == Error {
+				continue
+			}
 			bad := cr.Patches[j].Outcome != Applies && !(cr.Patches[j].Outcome == NoOp && cr.Patches[j].Detail == "")
 			if bad && prevOK {
 				if _, seen := res.FirstFailure[name]; !seen {
