@@ -8,6 +8,9 @@
 // file and commit named), then solves the image (native layers, or the
 // dockerfile frontend on the patched tree) and exports it with the locked
 // commit time as SOURCE_DATE_EPOCH.
+//
+// [Builder] and [PatchChecker] are the seams through which track and check
+// build; [New] returns the real ones, over BuildKit.
 package build
 
 import (
@@ -151,6 +154,10 @@ func (r *Result) StepCached(id string) (cached, found bool) {
 // commit; on a failing step it wraps errs.ErrBuildFailed and names the step
 // and shows its last output lines. Nothing is exported or pushed unless the
 // whole build succeeded.
+//
+// Build is the one-shot form of New(opts).Build(ctx, r, l, Request{}), for
+// callers that build once; libraries take a [Builder] instead, so that
+// their callers can swap it.
 func Build(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) (*Result, error) {
 	if opts.Client == nil {
 		return nil, errors.New("building: no BuildKit client")

@@ -14,12 +14,8 @@ import (
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
-// CheckPatches applies the recipe's patches to the upstream tree at the
-// lock's commit, inside BuildKit, and returns one report per patch. It
-// costs one source fetch and the patch steps (cached by BuildKit per
-// commit). Every patch is tried; the error, if any, is the first
-// *PatchError (a report per patch is returned either way).
-func CheckPatches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) ([]patch.Report, error) {
+// checkPatches is [BuildKit.CheckPatches].
+func checkPatches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options) ([]patch.Report, error) {
 	var reports []patch.Report
 	_, _, err := run(ctx, r, l, opts, nil, func(ctx context.Context, gw gateway.Client, x *runner) (*gateway.Result, error) {
 		if _, err := x.graph(ctx, gw); err != nil {

@@ -26,8 +26,12 @@ import (
 
 // PatchesOptions select the commits and how to build.
 type PatchesOptions struct {
-	// Build configures each commit's patch solve (client, helper).
+	// Build configures each commit's patch solve (client, helper) when
+	// Checker is nil.
 	Build build.Options
+	// Checker applies the patches at each commit; default
+	// build.New(Build), over BuildKit.
+	Checker build.PatchChecker
 	// Git lists commits.
 	Git lock.GitResolver
 	// Range is "A..B": the commits after A up to and including B (refs or
@@ -81,7 +85,7 @@ type PatchesResult struct {
 	Commits []CommitResult `json:"commits"` // oldest first
 	// FirstFailure maps a patch to the first commit (in the range) at which
 	// it failed after applying at the commit before (or at the range's
-	// start).
+	// start); commits that could not be checked are passed over.
 	FirstFailure map[string]string `json:"firstFailure"`
 	// LockedOK and NewestOK: the check fails when either is false.
 	LockedOK bool `json:"lockedOK"`
@@ -118,12 +122,16 @@ func (r *PatchesResult) Err() error {
 	return fmt.Errorf("%s: %w", msg, errs.ErrPatchFailed)
 }
 
-// Check runs the patches over the selected commits, oldest first, plus the
+// Patches runs the patches over the selected commits, oldest first, plus the
 // locked commit if it is not among them.
 func Patches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts PatchesOptions) (*PatchesResult, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	checker := opts.Checker
+	if checker == nil {
+		checker = build.New(opts.Build)
 	}
 	url := lock.GitURL(r)
 	var commits []lock.Commit
@@ -179,7 +187,7 @@ func Patches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts PatchesOp
 		cl.Upstream.Commit = c.SHA
 		cl.Upstream.CommitTime = c.Time
 		log.Info("checking patches", "commit", short(c.SHA), "n", fmt.Sprintf("%d/%d", i+1, len(todo)))
-		reports, err := build.CheckPatches(ctx, r, &cl, opts.Build)
+		reports, err := checker.CheckPatches(ctx, r, &cl)
 		cr := CommitResult{Commit: c.SHA, Time: c.Time, Subject: c.Subject, Locked: c.SHA == l.Upstream.Commit, OK: true}
 		var pe *build.PatchError
 		if err != nil && !errors.As(err, &pe) {
@@ -222,9 +230,13 @@ func Patches(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts PatchesOp
 	if !lockedIn {
 		inRange = res.Commits[1:]
 	}
+	// A commit that could not be checked (Error) says nothing either way.
 	for j, name := range res.Patches {
 		prevOK := true
 		for _, cr := range inRange {
+			if cr.Patches[j].Outcome == Error {
+				continue
+			}
 			bad := cr.Patches[j].Outcome != Applies && !(cr.Patches[j].Outcome == NoOp && cr.Patches[j].Detail == "")
 			if bad && prevOK {
 				if _, seen := res.FirstFailure[name]; !seen {

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/vmbuild/vmbuild/build"
+	"github.com/vmbuild/vmbuild/check"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/internal/testenv"
 	"github.com/vmbuild/vmbuild/lock"
-	"github.com/vmbuild/vmbuild/check"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -47,7 +47,7 @@ func (e *env) check(t *testing.T, up *testenv.Repo, entries string, files map[st
 	body := strings.Replace(recipeBody, "%PATCHES%", entries, 1)
 	path := e.WriteRecipe(t, body, up.URL, files)
 	r, l := e.Lock(t, path, lock.Options{Update: true})
-	reports, err := build.CheckPatches(context.Background(), r, l, e.opts)
+	reports, err := build.New(e.opts).CheckPatches(context.Background(), r, l)
 	var out []string
 	for _, rep := range reports {
 		out = append(out, fmt.Sprintf("%s:%s:%s", rep.Patch, rep.Status, rep.Summary()))

@@ -120,23 +120,36 @@ func (r *ReproResult) Err() error {
 	return fmt.Errorf("%w: %s", errs.ErrNotReproducible, b.String())
 }
 
+// ReproOptions configure [Reproducible].
+type ReproOptions struct {
+	// Build configures both builds (client, helper, cache imports) when
+	// Builder is nil; its Output is ignored.
+	Build build.Options
+	// Builder builds both images; default build.New(Build), over
+	// BuildKit. Each build is asked for an OCI layout output, the second
+	// with NoCache.
+	Builder build.Builder
+}
+
 // Reproducible builds r at l (the cache may serve it) into dir/first, rebuilds it
-// with the cache disabled into dir/second, and compares. opts.Output is
-// ignored.
-func Reproducible(ctx context.Context, r *recipe.Recipe, l *lock.Lock, dir string, opts build.Options) (*ReproResult, *build.Result, error) {
-	a, b := filepath.Join(dir, "first"), filepath.Join(dir, "second")
-	opts.Output = build.Output{OCIDir: a}
-	first, err := build.Build(ctx, r, l, opts)
+// with the cache disabled into dir/second, and compares. It returns the
+// comparison and the last build's result; a failing build is returned as
+// its error (the second's wrapped as "rebuilding without cache").
+func Reproducible(ctx context.Context, r *recipe.Recipe, l *lock.Lock, dir string, opts ReproOptions) (*ReproResult, *build.Result, error) {
+	b := opts.Builder
+	if b == nil {
+		b = build.New(opts.Build)
+	}
+	dirA, dirB := filepath.Join(dir, "first"), filepath.Join(dir, "second")
+	first, err := b.Build(ctx, r, l, build.Request{Output: build.Output{OCIDir: dirA}})
 	if err != nil {
 		return nil, first, err
 	}
-	opts.Output = build.Output{OCIDir: b}
-	opts.NoCache = true
-	second, err := build.Build(ctx, r, l, opts)
+	second, err := b.Build(ctx, r, l, build.Request{Output: build.Output{OCIDir: dirB}, NoCache: true})
 	if err != nil {
 		return nil, second, fmt.Errorf("rebuilding without cache: %w", err)
 	}
-	res, err := Compare(ctx, a, first, b, second)
+	res, err := Compare(ctx, dirA, first, dirB, second)
 	return res, second, err
 }
 

@@ -20,7 +20,6 @@ import (
 	"github.com/vmbuild/vmbuild/lock"
 )
 
-
 func prune(t *testing.T, c *client.Client) {
 	t.Helper()
 	ch := make(chan client.UsageInfo)
@@ -154,7 +153,7 @@ build:
 	// And each is reproducible without cache.
 	for name, path := range map[string]string{"native": native, "dockerfile": docker} {
 		r, l := e.Lock(t, path, lock.Options{})
-		res, _, err := check.Reproducible(ctx, r, l, t.TempDir(), build.Options{Client: c, HelperPath: e.Helper})
+		res, _, err := check.Reproducible(ctx, r, l, t.TempDir(), check.ReproOptions{Build: build.Options{Client: c, HelperPath: e.Helper}})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -185,7 +184,7 @@ func TestCheckNamesNondeterministicFile(t *testing.T) {
         head -c 16 /dev/urandom > public/assets/nonce.bin`, 1)
 	path := e.WriteRecipe(t, body, up.URL, fixture.Patches())
 	r, l := e.Lock(t, path, lock.Options{})
-	res, _, err := check.Reproducible(context.Background(), r, l, t.TempDir(), build.Options{Client: e.Connect(t, "").Client, HelperPath: e.Helper})
+	res, _, err := check.Reproducible(context.Background(), r, l, t.TempDir(), check.ReproOptions{Build: build.Options{Client: e.Connect(t, "").Client, HelperPath: e.Helper}})
 	if err != nil {
 		t.Fatal(err)
 	}

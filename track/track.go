@@ -39,9 +39,14 @@ import (
 
 // Options configure a tracker. Zero values take the documented defaults.
 type Options struct {
-	// Build is the build configuration (client, helper, cache options);
-	// its Output is set per commit.
+	// Build is the build configuration (client, helper, cache options)
+	// of the default Builder; its Output is set per commit. Its Client,
+	// when set, is watched during each build (Watchdog).
 	Build build.Options
+	// Builder builds each commit, asked for a push by digest to Repo or
+	// an OCI layout output in OCIDir; default build.New(Build), over
+	// BuildKit.
+	Builder build.Builder
 	// Resolver pins new commits (git) and, when the recipe changed, images.
 	Resolver lock.Resolver
 	// Ref overrides the recipe's upstream ref.
@@ -58,7 +63,9 @@ type Options struct {
 	// Publish signs and attests (Signer required with Repo).
 	Publish publish.Options
 	// Publisher publishes each good commit's image; default
-	// publish.New(Publish).
+	// publish.New(Publish). Into an OCI layout (Repo empty) it is called
+	// only when it is given or Publish has a signer: unsigned layout
+	// builds need no publishing (no tag moves there).
 	Publisher publish.Publisher
 	// MaxCommits builds at most this many new commits per run, the oldest
 	// first (the next run continues). 0: no limit.
@@ -76,9 +83,10 @@ type Options struct {
 	// with the same recipe and patches (by default they are skipped:
 	// those failures are deterministic).
 	RetryFailed bool
-	// Builder is recorded in the history (e.g. the buildkitd address).
-	Builder string
-	Logger  *slog.Logger
+	// BuilderName is recorded in the history as the builder (e.g. the
+	// buildkitd address).
+	BuilderName string
+	Logger      *slog.Logger
 }
 
 func (o *Options) publisher() publish.Publisher {
@@ -89,6 +97,9 @@ func (o *Options) publisher() publish.Publisher {
 }
 
 func (o *Options) defaults(r *recipe.Recipe) {
+	if o.Builder == nil {
+		o.Builder = build.New(o.Build)
+	}
 	if len(o.Tags) == 0 {
 		o.Tags = []string{"edge", "sha-{short}"}
 	}
@@ -293,7 +304,7 @@ func commitOrEmpty(l *lock.Lock) string {
 // buildCommit builds, publishes and records one commit. It returns the
 // lock to advance to on success, else nil.
 func buildCommit(ctx context.Context, r *recipe.Recipe, cur *lock.Lock, c lock.Commit, opts Options) (entry history.Entry, _ *lock.Lock) {
-	entry = history.Entry{Commit: c.SHA, CommitTime: c.Time, Subject: c.Subject, Start: time.Now().UTC(), Builder: opts.Builder}
+	entry = history.Entry{Commit: c.SHA, CommitTime: c.Time, Subject: c.Subject, Start: time.Now().UTC(), Builder: opts.BuilderName}
 	defer func() { entry.End = time.Now().UTC() }()
 	next := *cur
 	next.Upstream.Commit = c.SHA
@@ -318,13 +329,13 @@ func buildCommit(ctx context.Context, r *recipe.Recipe, cur *lock.Lock, c lock.C
 		bctx, stop = buildkit.Watchdog(bctx, opts.Build.Client, opts.Watchdog)
 		defer stop()
 	}
-	bo := opts.Build
+	var req build.Request
 	if opts.Repo != "" {
-		bo.Output = build.Output{PushRepo: opts.Repo}
+		req.Output = build.Output{PushRepo: opts.Repo}
 	} else {
-		bo.Output = build.Output{OCIDir: opts.OCIDir, OCITag: "sha-" + next.ShortCommit()}
+		req.Output = build.Output{OCIDir: opts.OCIDir, OCITag: "sha-" + next.ShortCommit()}
 	}
-	res, err := build.Build(bctx, r, &next, bo)
+	res, err := opts.Builder.Build(bctx, r, &next, req)
 	if res != nil {
 		entry.Digest = res.Digest.String()
 		entry.BytesPushed = res.BytesPushed
@@ -368,7 +379,7 @@ func buildCommit(ctx context.Context, r *recipe.Recipe, cur *lock.Lock, c lock.C
 	if opts.Repo == "" {
 		entry.Outcome = history.Built
 		entry.Image = opts.OCIDir + "@" + res.Digest.String()
-		if opts.Publish.Signer != nil {
+		if opts.Publisher != nil || opts.Publish.Signer != nil || opts.Publish.LoadSigner != nil {
 			lay, err := store.OpenLayout(bctx, opts.OCIDir, store.WithLayoutLogger(opts.Logger))
 			if err == nil {
 				_, err = opts.publisher().Publish(bctx, lay, nil, r, &next, res)

@@ -20,7 +20,7 @@ func (a *app) runCheck(ctx context.Context, p *buildPlan) error {
 	}
 	defer os.RemoveAll(dir)
 	a.log.Info("building, then rebuilding with the cache disabled", "recipe", p.r.Name, "commit", p.l.ShortCommit())
-	res, _, err := check.Reproducible(ctx, p.r, p.l, dir, p.opts)
+	res, _, err := check.Reproducible(ctx, p.r, p.l, dir, check.ReproOptions{Build: p.opts})
 	if err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func (a *app) runTrack(ctx context.Context, path string, f *trackFlags) error {
 		BuildTimeout: f.buildTimeout,
 		Wait:         f.wait,
 		RetryFailed:  f.retryFailed,
-		Builder:      conn.Addr,
+		BuilderName:  conn.Addr,
 		Registry:     reg,
 		Logger:       a.log,
 	}
