@@ -111,7 +111,7 @@ func (p Package) Purl(eco Ecosystem) string {
 // everything outside the unreserved set; '+' too, as Debian versions have
 // it).
 func purlEscape(s string) string {
-	return strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
+	return strings.NewReplacer("+", "%2B", "@", "%40").Replace(url.PathEscape(s))
 }
 
 // Validate checks a pin's fields: a name, a version, an http(s) URL
