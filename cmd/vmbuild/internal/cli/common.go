@@ -165,10 +165,9 @@ func (a *app) loadRecipeAndLock(ctx context.Context, path string, update bool, r
 
 func (a *app) resolver(reg *registry.Client, r *recipe.Recipe) lock.Resolver {
 	return lock.Resolver{
-		Git:              lock.GitCLI{CacheDir: gitCacheDir()},
-		Images:           lock.Images{Registry: reg, BaseDir: r.Dir},
-		DockerfileFilter: dockerfileFilter(r),
-		Logger:           a.log,
+		Git:    lock.GitCLI{CacheDir: gitCacheDir()},
+		Images: lock.Images{Registry: reg, BaseDir: r.Dir},
+		Logger: a.log,
 	}
 }
 

@@ -1,16 +1,13 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vmbuild/vmbuild/llb"
 	"github.com/vmbuild/vmbuild/lock"
-	"github.com/vmbuild/vmbuild/patch"
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
@@ -54,58 +51,6 @@ current head. --commit pins a commit by hand.`,
 	cmd.Flags().StringVar(&commit, "commit", "", "pin this commit (hash, or a ref resolved once)")
 	cmd.Flags().StringSliceVar(&conn.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
 	return cmd
-}
-
-// dockerfileFilter applies the recipe's diff patches to the Dockerfile
-// before its images are pinned, so a patch that changes a FROM line pins
-// the image the build will use. Script patches cannot run outside the
-// build; a script that edits the Dockerfile's images is caught at build
-// time by the source policy (an unpinned image is refused).
-func dockerfileFilter(r *recipe.Recipe) func(ctx context.Context, path string, content []byte) ([]byte, error) {
-	return func(ctx context.Context, path string, content []byte) ([]byte, error) {
-		for _, p := range r.Patches {
-			if p.Kind != recipe.PatchDiff {
-				continue
-			}
-			parsed, err := patch.Parse(p.Name, p.Content)
-			if err != nil {
-				return nil, err
-			}
-			var files []*patch.FileDiff
-			for _, f := range parsed.Files {
-				if f.Path() == path || f.OldPath == path {
-					files = append(files, f)
-				}
-			}
-			if len(files) == 0 {
-				continue
-			}
-			dir, err := os.MkdirTemp("", "vmbuild-dockerfile-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir)
-			target := filepath.Join(dir, filepath.FromSlash(path))
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return nil, err
-			}
-			if err := os.WriteFile(target, content, 0o644); err != nil {
-				return nil, err
-			}
-			sub := &patch.Patch{Name: parsed.Name, Files: files}
-			rep, err := sub.Apply(ctx, dir, patch.WithOffset(p.Offset), patch.WithFuzz(p.Fuzz), patch.WithOptional(true))
-			if err != nil {
-				return nil, fmt.Errorf("applying patch %q to %s: %w", p.Name, path, err)
-			}
-			if err := rep.Err(""); err != nil {
-				return nil, err
-			}
-			if content, err = os.ReadFile(target); err != nil {
-				return nil, err
-			}
-		}
-		return content, nil
-	}
 }
 
 func (a *app) graphCommand() *cobra.Command {
