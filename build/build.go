@@ -339,14 +339,6 @@ type importResult struct {
 	err  error
 }
 
-// SetManifest records the pushed image's manifest and config (fetched by
-// the caller from the registry) and assigns each native layer its blob
-// digest.
-func (r *Result) SetManifest(m *ocispec.Manifest, cfg *ocispec.Image) {
-	r.Manifest, r.Config = m, cfg
-	assignLayerDigests(r, r.graph)
-}
-
 // assignLayerDigests maps native layers to manifest layers: the image is
 // Merge(base, source, outputs…), so layer i of the merge is at
 // len(base layers) + i.

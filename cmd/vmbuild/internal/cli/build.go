@@ -13,7 +13,6 @@ import (
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/util/progress/progressui"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/vmbuild/vmbuild/build"
@@ -22,6 +21,7 @@ import (
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/registry"
+	"github.com/vmbuild/vmbuild/store"
 )
 
 // buildFlags are `vmbuild build`'s options (CLI only; library options are
@@ -304,7 +304,11 @@ func (a *app) runBuild(ctx context.Context, path string, f *buildFlags) error {
 		// Concurrently with publishing: two round trips fewer on the way.
 		defer close(filled)
 		if p.repo != "" {
-			if err := a.fillPushedManifest(ctx, p, res); err != nil {
+			st, err := store.NewRegistry(p.reg, p.repo)
+			if err == nil {
+				err = res.ReadManifest(ctx, st)
+			}
+			if err != nil {
 				a.log.Warn("could not read back the pushed manifest", "err", err)
 			}
 		}
@@ -325,27 +329,6 @@ func (a *app) runBuild(ctx context.Context, path string, f *buildFlags) error {
 	}
 	a.log.Info("built", "image", ref, "commit", p.l.ShortCommit())
 	fmt.Fprintln(a.stdout, res.Digest)
-	return nil
-}
-
-func (a *app) fillPushedManifest(ctx context.Context, p *buildPlan, res *build.Result) error {
-	b, _, err := p.reg.FetchManifest(ctx, p.repo+"@"+res.Digest.String())
-	if err != nil {
-		return err
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	cb, err := p.reg.FetchBlob(ctx, p.repo, m.Config, 1<<20)
-	if err != nil {
-		return err
-	}
-	var cfg ocispec.Image
-	if err := json.Unmarshal(cb, &cfg); err != nil {
-		return err
-	}
-	res.SetManifest(&m, &cfg)
 	return nil
 }
 
