@@ -67,7 +67,8 @@ type Options struct {
 	// NoCache rebuilds every step (vmbuild build --check).
 	NoCache bool
 	// CacheImports and CacheExports are BuildKit cache options, e.g.
-	// {Type: "registry", Attrs: {"ref": R, "mode": "max"}}.
+	// {Type: "registry", Attrs: {"ref": R}}. A registry export defaults
+	// to mode=max, image-manifest=true, oci-mediatypes=true.
 	CacheImports []client.CacheOptionsEntry
 	CacheExports []client.CacheOptionsEntry
 	// Session attachables, e.g. the Docker config auth provider. The

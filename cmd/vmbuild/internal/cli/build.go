@@ -141,9 +141,8 @@ func pushTarget(ref string) (repo, tag string, err error) {
 	return reference.TrimNamed(named).String(), tag, nil
 }
 
-// cacheOptions parses --cache-from and --cache-to. A registry cache export
-// defaults to mode=max in an OCI image manifest, so that several builders
-// can share it.
+// cacheOptions parses --cache-from and --cache-to (build fills in a
+// registry export's defaults).
 func cacheOptions(from, to []string) (imports, exports []client.CacheOptionsEntry, err error) {
 	for _, s := range from {
 		e, err := parseCacheOption(s)
@@ -156,13 +155,6 @@ func cacheOptions(from, to []string) (imports, exports []client.CacheOptionsEntr
 		e, err := parseCacheOption(s)
 		if err != nil {
 			return nil, nil, err
-		}
-		if e.Type == "registry" {
-			for k, v := range map[string]string{"mode": "max", "image-manifest": "true", "oci-mediatypes": "true"} {
-				if _, ok := e.Attrs[k]; !ok {
-					e.Attrs[k] = v
-				}
-			}
 		}
 		exports = append(exports, e)
 	}
