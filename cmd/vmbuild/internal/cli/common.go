@@ -65,10 +65,6 @@ func (f *connFlags) connectOptions(a *app) buildkit.ConnectOptions {
 	}
 }
 
-func (f *connFlags) connect(ctx context.Context, a *app) (*buildkit.Conn, error) {
-	return buildkit.Connect(ctx, f.connectOptions(a))
-}
-
 func firstNonEmpty(vs ...string) string {
 	for _, v := range vs {
 		if v != "" {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -11,10 +12,15 @@ import (
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
+// lockJob is `vmbuild lock`.
+type lockJob struct {
+	recipe   string
+	opts     lock.Options
+	insecure []string
+}
+
 func (a *app) lockCommand() *cobra.Command {
-	var update bool
-	var commit string
-	var conn connFlags
+	j := &lockJob{}
 	cmd := &cobra.Command{
 		Use:   "lock RECIPE",
 		Short: "Pin the recipe's inputs in NAME.lock.json",
@@ -27,30 +33,34 @@ Without --update an existing lock keeps its pinned commit and image digests
 current head. --commit pins a commit by hand.`,
 		Args: usageArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			r, err := recipe.Load(args[0])
-			if err != nil {
-				return err
-			}
-			var prev *lock.Lock
-			if _, err := os.Stat(r.LockPath()); err == nil {
-				prev, err = lock.Read(r.LockPath())
-				if err != nil {
-					return err
-				}
-			}
-			l, err := a.relock(ctx, r, prev, lock.Options{Update: update, Commit: commit}, conn.registryClient(a))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "%s: %s %s (%s)\n", r.LockPath(), r.Upstream.Ref, l.Upstream.Commit, l.Upstream.CommitTime.Format("2006-01-02T15:04:05Z"))
-			return nil
+			j.recipe = args[0]
+			return a.run(cmd.Context(), j)
 		},
 	}
-	cmd.Flags().BoolVar(&update, "update", false, "move to the ref's current head and re-resolve image tags")
-	cmd.Flags().StringVar(&commit, "commit", "", "pin this commit (hash, or a ref resolved once)")
-	cmd.Flags().StringSliceVar(&conn.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
+	cmd.Flags().BoolVar(&j.opts.Update, "update", false, "move to the ref's current head and re-resolve image tags")
+	cmd.Flags().StringVar(&j.opts.Commit, "commit", "", "pin this commit (hash, or a ref resolved once)")
+	cmd.Flags().StringSliceVar(&j.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
 	return cmd
+}
+
+func (j *lockJob) run(ctx context.Context, a *app) error {
+	r, err := recipe.Load(j.recipe)
+	if err != nil {
+		return err
+	}
+	var prev *lock.Lock
+	if _, err := os.Stat(r.LockPath()); err == nil {
+		if prev, err = lock.Read(r.LockPath()); err != nil {
+			return err
+		}
+	}
+	conn := connFlags{insecure: j.insecure}
+	l, err := a.relock(ctx, r, prev, j.opts, conn.registryClient(a))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s: %s %s (%s)\n", r.LockPath(), r.Upstream.Ref, l.Upstream.Commit, l.Upstream.CommitTime.Format("2006-01-02T15:04:05Z"))
+	return nil
 }
 
 func (a *app) graphCommand() *cobra.Command {
