@@ -39,6 +39,11 @@ func TestUsageErrors(t *testing.T) {
 		"bad progress":        {"build", "x.yaml", "--progress", "fancy"},
 		"both outputs":        {"build", "x.yaml", "--push", "r/x", "--output", "oci:d", "--no-sign"},
 		"track once+interval": {"track", "x.yaml", "--once", "--interval", "1m"},
+		"build -o x":          {"build", "x.yaml", "-o", "x"},
+		"build -o out/x":      {"build", "x.yaml", "-o", "out/x"},
+		"track -o x":          {"track", "x.yaml", "-o", "x"},
+		"track -o out/x":      {"track", "x.yaml", "--output", "out/x"},
+		"cache-to no type":    {"track", "x.yaml", "--cache-to", "ref=r/x:c"},
 	} {
 		code, _, errOut := run(t, args...)
 		if code != 2 || !strings.Contains(errOut, "vmbuild: ") {

@@ -77,13 +77,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 // main runs the command line args (args[0] is the program) and returns
 // the exit code.
 func (a *app) main(ctx context.Context, args []string) int {
-	stdin, stdout, stderr := a.stdin, a.stdout, a.stderr
-	root := a.rootCommand()
-	root.SetArgs(args[1:])
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	err := a.execute(ctx, a.rootCommand(), args[1:])
 	if err == nil {
 		return 0
 	}
@@ -97,8 +91,17 @@ func (a *app) main(ctx context.Context, args []string) int {
 	}
 	// An error may quote a remote party (registry, git server): escaped,
 	// line by line.
-	fmt.Fprintf(stderr, "vmbuild: %s\n", safeLines(strings.TrimRight(err.Error(), "\n")))
+	fmt.Fprintf(a.stderr, "vmbuild: %s\n", safeLines(strings.TrimRight(err.Error(), "\n")))
 	return code
+}
+
+// execute runs root with args.
+func (a *app) execute(ctx context.Context, root *cobra.Command, args []string) error {
+	root.SetArgs(args)
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	return root.ExecuteContext(ctx)
 }
 
 // safeLines escapes, with termsafe, what each line of s would make a
