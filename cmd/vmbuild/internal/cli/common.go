@@ -26,7 +26,7 @@ func recipeSchema() []byte { return recipe.Schema }
 
 // connFlags are the BuildKit connection flags every building command has.
 type connFlags struct {
-	// networkHost is set by a command whose recipe has network: host layers.
+	// networkHost is set by connect for a recipe with network: host layers.
 	networkHost                             bool
 	addr, tlsCA, tlsCert, tlsKey, tlsServer string
 	stateDir, buildkitd                     string
