@@ -107,8 +107,19 @@ func TestBuildPushVerifyFlow(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil || m["containerimage.digest"] != digest || m["commit"] != l.Upstream.Commit {
 		t.Fatalf("metadata %s: %v", b, err)
 	}
-	if steps, _ := m["steps"].([]any); len(steps) < 5 {
+	steps, _ := m["steps"].([]any)
+	if len(steps) < 5 {
 		t.Errorf("metadata steps: %v", m["steps"])
+	}
+	// The pushed manifest was read back: native layers have their blobs.
+	withLayer := 0
+	for _, st := range steps {
+		if s, _ := st.(map[string]any); s != nil && s["layerDigest"] != nil {
+			withLayer++
+		}
+	}
+	if withLayer == 0 {
+		t.Errorf("no step has a layerDigest after --push: %v", steps)
 	}
 	if pub, _ := m["published"].(map[string]any); pub == nil || pub["signed"] != true || pub["attested"] != true {
 		t.Errorf("metadata published: %v", m["published"])
