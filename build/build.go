@@ -70,7 +70,8 @@ type Options struct {
 	// NoCache rebuilds every step (vmbuild build --check).
 	NoCache bool
 	// CacheImports and CacheExports are BuildKit cache options, e.g.
-	// {Type: "registry", Attrs: {"ref": R, "mode": "max"}}.
+	// {Type: "registry", Attrs: {"ref": R}}. A registry export defaults
+	// to mode=max, image-manifest=true, oci-mediatypes=true.
 	CacheImports []client.CacheOptionsEntry
 	CacheExports []client.CacheOptionsEntry
 	// Session attachables, e.g. the Docker config auth provider. The
@@ -344,14 +345,6 @@ const (
 type importResult struct {
 	desc ocispec.Descriptor
 	err  error
-}
-
-// SetManifest records the pushed image's manifest and config (fetched by
-// the caller from the registry) and assigns each native layer its blob
-// digest.
-func (r *Result) SetManifest(m *ocispec.Manifest, cfg *ocispec.Image) {
-	r.Manifest, r.Config = m, cfg
-	assignLayerDigests(r, r.graph)
 }
 
 // assignLayerDigests maps native layers to manifest layers: the image is

@@ -85,21 +85,40 @@ func addToLayout(ctx context.Context, dir string, desc ocispec.Descriptor, tag s
 	return lay.SetEntry(ctx, desc, tag)
 }
 
+// ReadManifest reads the image's manifest and config from st, the
+// repository it was pushed to (BuildKit's push returns neither), and
+// assigns each native layer step its blob digest. An OCI layout output has
+// them already.
+func (r *Result) ReadManifest(ctx context.Context, st store.Store) error {
+	m, cfg, err := readImage(ctx, st, r.Digest)
+	if err != nil {
+		return fmt.Errorf("reading back %s@%s: %w", st, r.Digest, err)
+	}
+	r.Manifest, r.Config = m, cfg
+	assignLayerDigests(r, r.graph)
+	return nil
+}
+
 // readLayoutImage reads an image's manifest and config from a layout.
 func readLayoutImage(ctx context.Context, dir string, desc ocispec.Descriptor) (*ocispec.Manifest, *ocispec.Image, error) {
 	l, err := store.OpenLayout(ctx, dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	mb, _, err := l.Manifest(ctx, desc.Digest.String())
+	return readImage(ctx, l, desc.Digest)
+}
+
+// readImage reads the manifest d and its config from st.
+func readImage(ctx context.Context, st store.Store, d digest.Digest) (*ocispec.Manifest, *ocispec.Image, error) {
+	mb, _, err := st.Manifest(ctx, d.String())
 	if err != nil {
 		return nil, nil, err
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(mb, &m); err != nil {
-		return nil, nil, fmt.Errorf("reading manifest %s: %w", desc.Digest, err)
+		return nil, nil, fmt.Errorf("reading manifest %s: %w", d, err)
 	}
-	cb, err := l.Blob(ctx, m.Config, 0)
+	cb, err := st.Blob(ctx, m.Config, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading config %s: %w", m.Config.Digest, err)
 	}

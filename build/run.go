@@ -53,7 +53,7 @@ func run(ctx context.Context, r *recipe.Recipe, l *lock.Lock, opts Options, expo
 		LocalMounts:  s.locals,
 		OCIStores:    s.stores,
 		CacheImports: opts.CacheImports,
-		CacheExports: opts.CacheExports,
+		CacheExports: cacheExports(opts.CacheExports),
 		Session:      append(append([]session.Attachable(nil), opts.Session...), s.attach...),
 		// Non-nil: BuildKit's client copies cache-import attributes into
 		// it (and panics on a nil map).

@@ -310,3 +310,26 @@ func TestResolveKeepsAndUpdates(t *testing.T) {
 		t.Fatalf("diff %v", d)
 	}
 }
+
+// TestResolvePinsPatchedDockerfile: the recipe's diff patches apply to the
+// Dockerfile before its images are pinned, so a patched FROM line is what
+// the lock pins.
+func TestResolvePinsPatchedDockerfile(t *testing.T) {
+	dir, shas := gitRepo(t)
+	body := `apiVersion: vmbuild/v1
+name: demo
+upstream: {git: ` + dir + `, ref: main}
+patches:
+  - file: one.patch
+build:
+  dockerfile: {path: Dockerfile}
+`
+	r := loadRecipe(t, body, "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -1 +1 @@\n-FROM busybox:1.2\n+FROM alpine:3.20\n")
+	l, err := Resolver{Git: GitCLI{}, Images: noImages{}, WorkDir: t.TempDir()}.Resolve(context.Background(), r, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Upstream.Commit != shas[2] || len(l.Images) != 1 || l.Images[0].Ref != "docker.io/library/alpine:3.20" {
+		t.Fatalf("pinned %+v, want only the patched FROM image", l.Images)
+	}
+}

@@ -20,11 +20,6 @@ import (
 type Resolver struct {
 	Git    GitResolver
 	Images ImageResolver
-	// DockerfileFilter, if set, transforms the Dockerfile read at the
-	// locked commit before its images are listed (vmbuild applies the
-	// recipe's diff patches there, so a patched FROM line is what is
-	// pinned).
-	DockerfileFilter func(ctx context.Context, path string, content []byte) ([]byte, error)
 	// Fetcher hashes the dependency downloads whose lockfile has no
 	// sha256 (Yarn Berry, Gemfile.lock without CHECKSUMS). Default: a
 	// Fetcher with no cache.
@@ -160,10 +155,10 @@ func (res Resolver) Resolve(ctx context.Context, r *recipe.Recipe, prev *Lock, o
 		if err != nil {
 			return nil, fmt.Errorf("locking %s: reading %s at %s: %w", r.Name, df.Path, short(l.Upstream.Commit), err)
 		}
-		if res.DockerfileFilter != nil {
-			if content, err = res.DockerfileFilter(ctx, df.Path, content); err != nil {
-				return nil, fmt.Errorf("locking %s: %w", r.Name, err)
-			}
+		// The recipe's diff patches apply to the Dockerfile first, so a
+		// patched FROM line is what is pinned.
+		if content, err = res.patchDockerfile(ctx, r, df.Path, content); err != nil {
+			return nil, fmt.Errorf("locking %s: %w", r.Name, err)
 		}
 		args := map[string]string{}
 		for k, v := range df.Args {

@@ -340,12 +340,10 @@ func (v *Verifier) Verify(ctx context.Context, t Target, p *Policy) (*Report, er
 	defer cancel()
 	ctx = withBudget(ctx, v.maxBytes)
 
-	var err error
 	stage := CheckSignature
-	if t.Layout != "" {
-		err = v.readLayout(ctx, t, &ev, &stage)
-	} else {
-		err = v.readRegistry(ctx, t, &ev, &stage)
+	st, err := v.openImage(ctx, t)
+	if err == nil {
+		err = readAttached(ctx, st, t, &ev, &stage)
 	}
 	if err == nil && ctx.Err() != nil {
 		err = context.Cause(ctx)
@@ -406,17 +404,32 @@ func readPublished(path string) (map[string]bool, error) {
 	return out, nil
 }
 
-func (v *Verifier) readRegistry(ctx context.Context, t Target, ev *evidence, stage *string) error {
-	st, err := store.NewRegistry(v.client, t.Repository)
+// openImage opens the store that holds t and checks that the image is
+// there: its manifest exists and hashes to the digest (a registry that
+// serves other bytes for it is caught here), and a layout's index.json
+// lists it.
+func (v *Verifier) openImage(ctx context.Context, t Target) (store.Store, error) {
+	if t.Layout == "" {
+		st, err := store.NewRegistry(v.client, t.Repository)
+		if err != nil {
+			return nil, err
+		}
+		if _, _, err := st.Manifest(ctx, t.Digest.String()); err != nil {
+			return nil, fmt.Errorf("reading image %s: %w", t, err)
+		}
+		return st, nil
+	}
+	l, err := store.OpenLayout(ctx, t.Layout, store.WithLayoutLimits(store.Limits{MaxManifestBytes: MaxManifestBytes}), store.WithLayoutLogger(v.log))
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("reading image %s: %w", t, err)
 	}
-	// The image itself: its manifest must exist and hash to the digest
-	// (a registry that serves other bytes for it is caught here).
-	if _, _, err := st.Manifest(ctx, t.Digest.String()); err != nil {
-		return fmt.Errorf("reading image %s: %w", t, err)
+	if _, err := l.Resolve(ctx, t.Digest.String()); err != nil {
+		return nil, fmt.Errorf("reading image %s: %w", t, err)
 	}
-	return readAttached(ctx, st, t, ev, stage)
+	if _, _, err := l.Manifest(ctx, t.Digest.String()); err != nil {
+		return nil, fmt.Errorf("reading image %s: %w", t, err)
+	}
+	return l, nil
 }
 
 // readAttached reads the signatures, then the attestations, of the image.
@@ -433,22 +446,6 @@ func readAttached(ctx context.Context, st store.Store, t Target, ev *evidence, s
 	}
 	ev.atts = atts
 	return nil
-}
-
-func (v *Verifier) readLayout(ctx context.Context, t Target, ev *evidence, stage *string) error {
-	l, err := store.OpenLayout(ctx, t.Layout, store.WithLayoutLimits(store.Limits{MaxManifestBytes: MaxManifestBytes}), store.WithLayoutLogger(v.log))
-	if err != nil {
-		return fmt.Errorf("reading image %s: %w", t, err)
-	}
-	// The image: listed in index.json, its blob there and hashing to the
-	// digest.
-	if _, err := l.Resolve(ctx, t.Digest.String()); err != nil {
-		return fmt.Errorf("reading image %s: %w", t, err)
-	}
-	if _, _, err := l.Manifest(ctx, t.Digest.String()); err != nil {
-		return fmt.Errorf("reading image %s: %w", t, err)
-	}
-	return readAttached(ctx, l, t, ev, stage)
 }
 
 // The total byte budget: every response body read by the Verifier's

@@ -39,6 +39,11 @@ func TestUsageErrors(t *testing.T) {
 		"bad progress":        {"build", "x.yaml", "--progress", "fancy"},
 		"both outputs":        {"build", "x.yaml", "--push", "r/x", "--output", "oci:d", "--no-sign"},
 		"track once+interval": {"track", "x.yaml", "--once", "--interval", "1m"},
+		"build -o x":          {"build", "x.yaml", "-o", "x"},
+		"build -o out/x":      {"build", "x.yaml", "-o", "out/x"},
+		"track -o x":          {"track", "x.yaml", "-o", "x"},
+		"track -o out/x":      {"track", "x.yaml", "--output", "out/x"},
+		"cache-to no type":    {"track", "x.yaml", "--cache-to", "ref=r/x:c"},
 	} {
 		code, _, errOut := run(t, args...)
 		if code != 2 || !strings.Contains(errOut, "vmbuild: ") {
@@ -102,8 +107,19 @@ func TestBuildPushVerifyFlow(t *testing.T) {
 	if err := json.Unmarshal(b, &m); err != nil || m["containerimage.digest"] != digest || m["commit"] != l.Upstream.Commit {
 		t.Fatalf("metadata %s: %v", b, err)
 	}
-	if steps, _ := m["steps"].([]any); len(steps) < 5 {
+	steps, _ := m["steps"].([]any)
+	if len(steps) < 5 {
 		t.Errorf("metadata steps: %v", m["steps"])
+	}
+	// The pushed manifest was read back: native layers have their blobs.
+	withLayer := 0
+	for _, st := range steps {
+		if s, _ := st.(map[string]any); s != nil && s["layerDigest"] != nil {
+			withLayer++
+		}
+	}
+	if withLayer == 0 {
+		t.Errorf("no step has a layerDigest after --push: %v", steps)
 	}
 	if pub, _ := m["published"].(map[string]any); pub == nil || pub["signed"] != true || pub["attested"] != true {
 		t.Errorf("metadata published: %v", m["published"])

@@ -26,7 +26,7 @@ func recipeSchema() []byte { return recipe.Schema }
 
 // connFlags are the BuildKit connection flags every building command has.
 type connFlags struct {
-	// networkHost is set by a command whose recipe has network: host layers.
+	// networkHost is set by connect for a recipe with network: host layers.
 	networkHost                             bool
 	addr, tlsCA, tlsCert, tlsKey, tlsServer string
 	stateDir, buildkitd                     string
@@ -63,10 +63,6 @@ func (f *connFlags) connectOptions(a *app) buildkit.ConnectOptions {
 		Daemon:  f.daemonOptions(a),
 		Timeout: f.connectTimeout,
 	}
-}
-
-func (f *connFlags) connect(ctx context.Context, a *app) (*buildkit.Conn, error) {
-	return buildkit.Connect(ctx, f.connectOptions(a))
 }
 
 func firstNonEmpty(vs ...string) string {
@@ -165,10 +161,9 @@ func (a *app) loadRecipeAndLock(ctx context.Context, path string, update bool, r
 
 func (a *app) resolver(reg *registry.Client, r *recipe.Recipe) lock.Resolver {
 	return lock.Resolver{
-		Git:              lock.GitCLI{CacheDir: gitCacheDir()},
-		Images:           lock.Images{Registry: reg, BaseDir: r.Dir},
-		DockerfileFilter: dockerfileFilter(r),
-		Logger:           a.log,
+		Git:    lock.GitCLI{CacheDir: gitCacheDir()},
+		Images: lock.Images{Registry: reg, BaseDir: r.Dir},
+		Logger: a.log,
 	}
 }
 

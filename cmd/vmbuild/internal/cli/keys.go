@@ -2,32 +2,35 @@ package cli
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/distribution/reference"
-	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/termsafe"
 	"github.com/vmbuild/vmbuild/provenance"
 	"github.com/vmbuild/vmbuild/registry"
 	"github.com/vmbuild/vmbuild/sign"
-	"github.com/vmbuild/vmbuild/store"
+	"github.com/vmbuild/vmbuild/verify"
 )
 
 func init() {
 	extraCommands = append(extraCommands, (*app).keygenCommand, (*app).provenanceCommand)
 }
 
+// keygenJob is `vmbuild keygen`.
+type keygenJob struct {
+	prefix string
+	force  bool
+}
+
 func (a *app) keygenCommand() *cobra.Command {
-	var prefix string
-	var force bool
+	j := &keygenJob{}
 	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Write a cosign-compatible key pair (cosign.key, cosign.pub)",
@@ -35,78 +38,43 @@ func (a *app) keygenCommand() *cobra.Command {
 password from $COSIGN_PASSWORD (or asked for twice on the terminal), and
 PREFIX.pub. Keys made by "cosign generate-key-pair" work with vmbuild too.`,
 		Args: usageArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			pw, err := a.password(true)
-			if err != nil {
-				return err
-			}
-			priv, pub, err := sign.GenerateKeyPair(pw)
-			if err != nil {
-				return err
-			}
-			if err := writeFileNew(prefix+".key", priv, 0o600, force); err != nil {
-				return err
-			}
-			if err := writeFileNew(prefix+".pub", pub, 0o644, force); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stderr, "Private key written to %s.key\nPublic key written to %s.pub\n", prefix, prefix)
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return a.run(cmd.Context(), j) },
 	}
-	cmd.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "file name prefix for the key pair")
-	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing key files")
+	cmd.Flags().StringVar(&j.prefix, "output-key-prefix", "cosign", "file name prefix for the key pair")
+	cmd.Flags().BoolVar(&j.force, "force", false, "overwrite existing key files")
 	return cmd
 }
 
-// imageTarget is a registry image or an image in an OCI layout.
-type imageTarget struct {
-	layout string // OCI layout dir, when the image is there
-	repo   string
-	digest digest.Digest
+func (j *keygenJob) run(ctx context.Context, a *app) error {
+	pw, err := a.password(true)
+	if err != nil {
+		return err
+	}
+	priv, pub, err := sign.GenerateKeyPair(pw)
+	if err != nil {
+		return err
+	}
+	if err := writeFileNew(j.prefix+".key", priv, 0o600, j.force); err != nil {
+		return err
+	}
+	if err := writeFileNew(j.prefix+".pub", pub, 0o644, j.force); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stderr, "Private key written to %s.key\nPublic key written to %s.pub\n", j.prefix, j.prefix)
+	return nil
 }
 
-// parseImageTarget accepts REPO@sha256:…, and oci:DIR@sha256:… for a
-// layout. With resolve, a tag is resolved once (registry only).
-func parseImageTarget(ctx context.Context, ref string, reg *registry.Client, resolve bool) (imageTarget, error) {
-	if rest, ok := strings.CutPrefix(ref, "oci:"); ok {
-		dir, d, found := strings.Cut(rest, "@")
-		if !found {
-			return imageTarget{}, fmt.Errorf("%w: %q: give the image digest: oci:DIR@sha256:…", errs.ErrUsage, ref)
-		}
-		dg, err := digest.Parse(d)
-		if err != nil {
-			return imageTarget{}, fmt.Errorf("%w: %q: %v", errs.ErrUsage, ref, err)
-		}
-		return imageTarget{layout: dir, digest: dg}, nil
-	}
-	named, err := reference.ParseNormalizedNamed(ref)
-	if err != nil {
-		return imageTarget{}, fmt.Errorf("%w: %q is not an image reference: %v", errs.ErrUsage, ref, err)
-	}
-	if d, ok := named.(reference.Digested); ok {
-		return imageTarget{repo: reference.TrimNamed(named).String(), digest: d.Digest()}, nil
-	}
-	if !resolve {
-		return imageTarget{}, fmt.Errorf("%w: %q is a tag, and tags move: give REPO@sha256:… (or --resolve to resolve the tag once and use that digest)", errs.ErrUsage, ref)
-	}
-	desc, err := reg.Resolve(ctx, reference.TagNameOnly(named).String())
-	if err != nil {
-		return imageTarget{}, err
-	}
-	return imageTarget{repo: reference.TrimNamed(named).String(), digest: desc.Digest}, nil
-}
-
-func (t imageTarget) String() string {
-	if t.layout != "" {
-		return "oci:" + t.layout + "@" + t.digest.String()
-	}
-	return t.repo + "@" + t.digest.String()
+// provenanceJob is `vmbuild provenance`.
+type provenanceJob struct {
+	image    verify.Reference
+	key      string
+	json     bool
+	insecure []string
 }
 
 func (a *app) provenanceCommand() *cobra.Command {
-	var keyPath, output string
-	var conn connFlags
+	j := &provenanceJob{}
+	var output string
 	var resolve bool
 	cmd := &cobra.Command{
 		Use:   "provenance IMAGE",
@@ -114,112 +82,72 @@ func (a *app) provenanceCommand() *cobra.Command {
 		Long: `Fetch the image's SLSA v1 provenance attestations, verify each under --key, and
 print the recorded build: upstream repository and commit, patches with their
 digests, base image, builder and times. IMAGE is REPO@sha256:… or
-oci:DIR@sha256:… (an OCI layout). For a full policy check before deploying use
-"vmbuild verify".`,
+oci:DIR@sha256:… (an OCI layout); a tag (REPO:TAG, oci:DIR:TAG) with --resolve.
+For a full policy check before deploying use "vmbuild verify".`,
 		Args: usageArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
-			defer cancel()
 			if output != "text" && output != "json" {
 				return fmt.Errorf("%w: --output must be text or json", errs.ErrUsage)
 			}
-			if keyPath == "" {
+			if j.key == "" {
 				return fmt.Errorf("%w: --key cosign.pub is required: unverified provenance proves nothing", errs.ErrUsage)
 			}
-			kb, err := os.ReadFile(keyPath)
-			if err != nil {
-				return fmt.Errorf("reading public key: %w: %w", errs.ErrKey, err)
-			}
-			pub, err := sign.LoadPublicKey(kb)
-			if err != nil {
+			var err error
+			if j.image, err = imageReference(args[0], resolve); err != nil {
 				return err
 			}
-			reg := conn.registryClient(a)
-			t, err := parseImageTarget(ctx, args[0], reg, resolve)
-			if err != nil {
-				return err
-			}
-			infos, err := verifiedProvenance(ctx, reg, t, pub)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
-			}
-			for _, in := range infos {
-				printProvenance(a, t, in)
-			}
-			return nil
+			j.json = output == "json"
+			return a.run(cmd.Context(), j)
 		},
 	}
-	cmd.Flags().StringVar(&keyPath, "key", "", "cosign public key the provenance must be signed with")
+	cmd.Flags().StringVar(&j.key, "key", "", "cosign public key the provenance must be signed with")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	cmd.Flags().BoolVar(&resolve, "resolve", false, "accept a tag and resolve it to a digest once")
-	cmd.Flags().StringSliceVar(&conn.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
+	cmd.Flags().StringSliceVar(&j.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
 	return cmd
 }
 
-// verifiedProvenance returns the SLSA provenance statements about t that
-// verify under pub and name t's digest as their subject.
-func verifiedProvenance(ctx context.Context, reg *registry.Client, t imageTarget, pub crypto.PublicKey) ([]*provenance.Info, error) {
-	var st store.Store
-	var err error
-	if t.layout != "" {
-		var l *store.Layout
-		if l, err = store.OpenLayout(ctx, t.layout); err == nil {
-			_, err = l.Resolve(ctx, t.digest.String())
-		}
-		st = l
-	} else {
-		st, err = store.NewRegistry(reg, t.repo)
-	}
+func (j *provenanceJob) run(ctx context.Context, a *app) error {
+	kb, err := os.ReadFile(j.key)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("reading public key: %w: %w", errs.ErrKey, err)
 	}
-	atts, err := sign.FetchAttestations(ctx, st, t.digest)
+	v, err := verify.New(
+		verify.WithPublicKeyPEM(kb),
+		verify.WithRegistryOptions(registry.WithInsecure(j.insecure...)),
+		verify.WithLogger(a.log),
+		verify.WithTimeout(2*time.Minute),
+	)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out []*provenance.Info
-	var reasons []string
-	seen := map[string]bool{}
-	for _, at := range atts {
-		pt, payload, err := sign.VerifyDSSE(pub, at.Envelope)
-		if err != nil {
-			reasons = append(reasons, err.Error())
-			continue
-		}
-		// The one attestation reader, as vmbuild verify reads them (cosign
-		// v2's in-toto v0.1 statements too).
-		rd, err := provenance.Read(pt, payload, t.digest)
-		if err != nil {
-			reasons = append(reasons, err.Error())
-			continue
-		}
-		if seen[string(payload)] {
-			continue // the same statement in both formats
-		}
-		seen[string(payload)] = true
-		out = append(out, rd.Info)
+	t, err := v.Resolve(ctx, j.image)
+	if err != nil {
+		return err
 	}
-	if len(out) == 0 {
-		if len(reasons) == 0 {
-			reasons = append(reasons, "no attestations found")
-		}
-		sort.Strings(reasons)
-		return nil, &errs.VerificationError{Check: "provenance", Reason: fmt.Sprintf("no verified SLSA provenance for %s: %s", t, strings.Join(reasons, "; "))}
+	infos, err := v.Provenance(ctx, t)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	if j.json {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(infos)
+	}
+	for _, in := range infos {
+		printProvenance(a.stdout, t, in)
+	}
+	return nil
 }
 
-func printProvenance(a *app, t imageTarget, in *provenance.Info) {
-	w := a.stdout
-	fmt.Fprintf(w, "image:      %s (verified)\n", t)
-	fmt.Fprintf(w, "recipe:     %s (%s, sha256 %s)\n", in.Recipe.Name, in.Recipe.Path, in.Recipe.SHA256)
-	fmt.Fprintf(w, "upstream:   %s @ %s\n", in.Upstream.URL, in.Upstream.Ref)
-	fmt.Fprintf(w, "commit:     %s", in.Upstream.Commit)
+// printProvenance prints what the provenance records. It comes from the
+// image's attestation: every field is escaped (termsafe).
+func printProvenance(w io.Writer, t verify.Target, in *provenance.Info) {
+	q := termsafe.Text
+	fmt.Fprintf(w, "image:      %s (verified)\n", q(t.String()))
+	fmt.Fprintf(w, "recipe:     %s (%s, sha256 %s)\n", q(in.Recipe.Name), q(in.Recipe.Path), q(in.Recipe.SHA256))
+	fmt.Fprintf(w, "upstream:   %s @ %s\n", q(in.Upstream.URL), q(in.Upstream.Ref))
+	fmt.Fprintf(w, "commit:     %s", q(in.Upstream.Commit))
 	if !in.Upstream.CommitTime.IsZero() {
 		fmt.Fprintf(w, " (%s)", in.Upstream.CommitTime.Format(time.RFC3339))
 	}
@@ -229,27 +157,27 @@ func printProvenance(a *app, t imageTarget, in *provenance.Info) {
 	} else {
 		fmt.Fprintln(w, "patches:")
 		for i, p := range in.Patches {
-			fmt.Fprintf(w, "  %d. %s (%s) sha256:%s%s\n", i+1, p.Name, p.Kind, p.SHA256, patchApplication(p))
+			fmt.Fprintf(w, "  %d. %s (%s) sha256:%s%s\n", i+1, q(p.Name), q(string(p.Kind)), q(p.SHA256), q(patchApplication(p)))
 		}
 	}
 	switch {
 	case in.Dockerfile != nil:
-		fmt.Fprintf(w, "build:      dockerfile %s", in.Dockerfile.Path)
+		fmt.Fprintf(w, "build:      dockerfile %s", q(in.Dockerfile.Path))
 		if in.Dockerfile.Target != "" {
-			fmt.Fprintf(w, " target %s", in.Dockerfile.Target)
+			fmt.Fprintf(w, " target %s", q(in.Dockerfile.Target))
 		}
 		fmt.Fprintln(w)
 	case in.Native != nil:
-		fmt.Fprintf(w, "build:      native layers %s\n", strings.Join(in.Native.Layers, ", "))
+		fmt.Fprintf(w, "build:      native layers %s\n", q(strings.Join(in.Native.Layers, ", ")))
 	}
 	if in.Base.Ref != "" {
-		fmt.Fprintf(w, "base:       %s@%s\n", in.Base.Ref, in.Base.Digest)
+		fmt.Fprintf(w, "base:       %s@%s\n", q(in.Base.Ref), q(in.Base.Digest))
 	}
 	if in.Frontend != nil {
-		fmt.Fprintf(w, "frontend:   %s@%s\n", in.Frontend.Ref, in.Frontend.Digest)
+		fmt.Fprintf(w, "frontend:   %s@%s\n", q(in.Frontend.Ref), q(in.Frontend.Digest))
 	}
 	for _, im := range in.Images {
-		fmt.Fprintf(w, "image dep:  %s@%s\n", im.Ref, im.Digest)
+		fmt.Fprintf(w, "image dep:  %s@%s\n", q(im.Ref), q(im.Digest))
 	}
 	if d := in.Debian; d != nil {
 		fmt.Fprintf(w, "base:       Debian %s (%s) from %s, InRelease sha256:%s signed by %s", d.Suite, strings.Join(d.Components, ","), d.Mirror, d.InReleaseSHA256, d.SignedBy)
@@ -285,14 +213,14 @@ func printProvenance(a *app, t imageTarget, in *provenance.Info) {
 	default:
 		fmt.Fprintln(w, "hermetic:   no")
 		for _, a := range in.NonHermetic {
-			fmt.Fprintf(w, "  - %s\n", a)
+			fmt.Fprintf(w, "  - %s\n", q(a.String()))
 		}
 	}
-	fmt.Fprintf(w, "builder:    %s (BuildKit %s)\n", in.BuilderID, in.BuildKitVersion)
+	fmt.Fprintf(w, "builder:    %s (BuildKit %s)\n", q(in.BuilderID), q(in.BuildKitVersion))
 	if !in.StartedOn.IsZero() {
 		fmt.Fprintf(w, "built:      %s → %s (%s)\n", in.StartedOn.Format(time.RFC3339), in.FinishedOn.Format(time.RFC3339), in.FinishedOn.Sub(in.StartedOn).Round(time.Millisecond))
 	}
-	fmt.Fprintf(w, "invocation: %s\n\n", in.InvocationID)
+	fmt.Fprintf(w, "invocation: %s\n\n", q(in.InvocationID))
 }
 
 // patchApplication describes a patch's recorded outcome and lenient

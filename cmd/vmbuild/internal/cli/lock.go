@@ -4,20 +4,23 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vmbuild/vmbuild/llb"
 	"github.com/vmbuild/vmbuild/lock"
-	"github.com/vmbuild/vmbuild/patch"
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
+// lockJob is `vmbuild lock`.
+type lockJob struct {
+	recipe   string
+	opts     lock.Options
+	insecure []string
+}
+
 func (a *app) lockCommand() *cobra.Command {
-	var update bool
-	var commit string
-	var conn connFlags
+	j := &lockJob{}
 	cmd := &cobra.Command{
 		Use:   "lock RECIPE",
 		Short: "Pin the recipe's inputs in NAME.lock.json",
@@ -30,82 +33,34 @@ Without --update an existing lock keeps its pinned commit and image digests
 current head. --commit pins a commit by hand.`,
 		Args: usageArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			r, err := recipe.Load(args[0])
-			if err != nil {
-				return err
-			}
-			var prev *lock.Lock
-			if _, err := os.Stat(r.LockPath()); err == nil {
-				prev, err = lock.Read(r.LockPath())
-				if err != nil {
-					return err
-				}
-			}
-			l, err := a.relock(ctx, r, prev, lock.Options{Update: update, Commit: commit}, conn.registryClient(a))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "%s: %s %s (%s)\n", r.LockPath(), r.Upstream.Ref, l.Upstream.Commit, l.Upstream.CommitTime.Format("2006-01-02T15:04:05Z"))
-			return nil
+			j.recipe = args[0]
+			return a.run(cmd.Context(), j)
 		},
 	}
-	cmd.Flags().BoolVar(&update, "update", false, "move to the ref's current head and re-resolve image tags")
-	cmd.Flags().StringVar(&commit, "commit", "", "pin this commit (hash, or a ref resolved once)")
-	cmd.Flags().StringSliceVar(&conn.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
+	cmd.Flags().BoolVar(&j.opts.Update, "update", false, "move to the ref's current head and re-resolve image tags")
+	cmd.Flags().StringVar(&j.opts.Commit, "commit", "", "pin this commit (hash, or a ref resolved once)")
+	cmd.Flags().StringSliceVar(&j.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
 	return cmd
 }
 
-// dockerfileFilter applies the recipe's diff patches to the Dockerfile
-// before its images are pinned, so a patch that changes a FROM line pins
-// the image the build will use. Script patches cannot run outside the
-// build; a script that edits the Dockerfile's images is caught at build
-// time by the source policy (an unpinned image is refused).
-func dockerfileFilter(r *recipe.Recipe) func(ctx context.Context, path string, content []byte) ([]byte, error) {
-	return func(ctx context.Context, path string, content []byte) ([]byte, error) {
-		for _, p := range r.Patches {
-			if p.Kind != recipe.PatchDiff {
-				continue
-			}
-			parsed, err := patch.Parse(p.Name, p.Content)
-			if err != nil {
-				return nil, err
-			}
-			var files []*patch.FileDiff
-			for _, f := range parsed.Files {
-				if f.Path() == path || f.OldPath == path {
-					files = append(files, f)
-				}
-			}
-			if len(files) == 0 {
-				continue
-			}
-			dir, err := os.MkdirTemp("", "vmbuild-dockerfile-")
-			if err != nil {
-				return nil, err
-			}
-			defer os.RemoveAll(dir)
-			target := filepath.Join(dir, filepath.FromSlash(path))
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-				return nil, err
-			}
-			if err := os.WriteFile(target, content, 0o644); err != nil {
-				return nil, err
-			}
-			sub := &patch.Patch{Name: parsed.Name, Files: files}
-			rep, err := sub.Apply(ctx, dir, patch.WithOffset(p.Offset), patch.WithFuzz(p.Fuzz), patch.WithOptional(true))
-			if err != nil {
-				return nil, fmt.Errorf("applying patch %q to %s: %w", p.Name, path, err)
-			}
-			if err := rep.Err(""); err != nil {
-				return nil, err
-			}
-			if content, err = os.ReadFile(target); err != nil {
-				return nil, err
-			}
-		}
-		return content, nil
+func (j *lockJob) run(ctx context.Context, a *app) error {
+	r, err := recipe.Load(j.recipe)
+	if err != nil {
+		return err
 	}
+	var prev *lock.Lock
+	if _, err := os.Stat(r.LockPath()); err == nil {
+		if prev, err = lock.Read(r.LockPath()); err != nil {
+			return err
+		}
+	}
+	conn := connFlags{insecure: j.insecure}
+	l, err := a.relock(ctx, r, prev, j.opts, conn.registryClient(a))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s: %s %s (%s)\n", r.LockPath(), r.Upstream.Ref, l.Upstream.Commit, l.Upstream.CommitTime.Format("2006-01-02T15:04:05Z"))
+	return nil
 }
 
 func (a *app) graphCommand() *cobra.Command {

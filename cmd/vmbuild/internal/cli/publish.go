@@ -13,7 +13,9 @@ import (
 
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/publish"
+	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/sign"
 	"github.com/vmbuild/vmbuild/store"
 )
@@ -34,21 +36,16 @@ func (s *signFlags) register(fs *pflag.FlagSet) {
 
 const defaultBuilderID = "https://github.com/vmbuild/vmbuild/builders/local@v1"
 
-func (s *signFlags) requireForPush() error {
-	if s.key == "" && !s.noSign {
-		return fmt.Errorf("%w: --push publishes a signed image: give --key cosign.key (make one with `vmbuild keygen`), or --no-sign", errs.ErrUsage)
+// validate checks the signing flags, for a push when push, and returns
+// the signature formats.
+func (s *signFlags) validate(push bool) (sign.Format, error) {
+	if push && s.key == "" && !s.noSign {
+		return 0, fmt.Errorf("%w: --push publishes a signed image: give --key cosign.key (make one with `vmbuild keygen`), or --no-sign", errs.ErrUsage)
 	}
-	return nil
-}
-
-func (s *signFlags) validate() error {
 	if s.key != "" && s.noSign {
-		return fmt.Errorf("%w: --key and --no-sign contradict each other", errs.ErrUsage)
+		return 0, fmt.Errorf("%w: --key and --no-sign contradict each other", errs.ErrUsage)
 	}
-	if _, err := s.formats(); err != nil {
-		return err
-	}
-	return nil
+	return s.formats()
 }
 
 func (s *signFlags) formats() (sign.Format, error) {
@@ -168,38 +165,38 @@ type publishReport struct {
 	Artifacts []sign.Artifact `json:"artifacts,omitempty"`
 }
 
-// publish signs, attests and tags a pushed image (or signs an OCI layout's
-// image when a key is given). The signing key is read here, after the
-// build: it never reaches BuildKit.
-func (a *app) publish(ctx context.Context, p *buildPlan, res *build.Result, s *signFlags) (*publishReport, error) {
+// publish signs, attests and tags the image, pushed to st (nil for an
+// OCI layout: then the image is signed in the layout ociDir when a key is
+// given). The signing key is read here, after the build: it never
+// reaches BuildKit.
+func (j *buildJob) publish(ctx context.Context, a *app, st store.Store, ociDir string, r *recipe.Recipe, l *lock.Lock, res *build.Result, signer *pendingKey) (*publishReport, error) {
 	rep := &publishReport{Image: res.Digest.String()}
-	if p.repo != "" {
-		rep.Image = p.repo + "@" + res.Digest.String()
+	if st != nil {
+		rep.Image = st.String() + "@" + res.Digest.String()
 	}
-	if s.key == "" && !s.noSign {
+	if j.sign.key == "" && !j.sign.noSign {
 		return rep, nil // an unsigned OCI layout
 	}
-	var st store.Store
 	var err error
-	if p.repo != "" {
-		st, err = store.NewRegistry(p.reg, p.repo)
-	} else {
-		st, err = store.OpenLayout(ctx, p.opts.Output.OCIDir, store.WithLayoutLogger(a.log))
-	}
-	if err != nil {
-		return rep, err
-	}
-	opts := publish.Options{BuilderID: s.builderID, Logger: a.log}
-	if !s.noSign {
-		if p.signer == nil {
-			p.signer = a.loadSignerAsync(s.key)
+	if st == nil {
+		if st, err = store.OpenLayout(ctx, ociDir, store.WithLayoutLogger(a.log)); err != nil {
+			return rep, err
 		}
-		opts.LoadSigner, opts.PublicKey = p.signer.load, p.signer.pub
-		opts.Formats, _ = s.formats()
 	}
-	pr, err := publish.New(opts).Publish(ctx, st, p.tags, p.r, p.l, res)
-	if err == nil && p.repo == "" {
-		a.log.Info("signed and attested in the OCI layout", "dir", p.opts.Output.OCIDir)
+	opts := publish.Options{BuilderID: j.sign.builderID, Formats: j.formats, Logger: a.log}
+	if !j.sign.noSign {
+		if signer == nil {
+			signer = a.loadSignerAsync(j.sign.key)
+		}
+		opts.LoadSigner, opts.PublicKey = signer.load, signer.pub
+	}
+	var tags []string
+	if j.out.repo != "" {
+		tags = []string{j.out.tag}
+	}
+	pr, err := publish.New(opts).Publish(ctx, st, tags, r, l, res)
+	if err == nil && j.out.repo == "" {
+		a.log.Info("signed and attested in the OCI layout", "dir", ociDir)
 	}
 	if pr != nil {
 		rep.Signed = len(pr.Signature.Artifacts) > 0

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vmbuild/vmbuild/errs"
+	"github.com/vmbuild/vmbuild/internal/termsafe"
 	"github.com/vmbuild/vmbuild/patch"
 )
 
@@ -44,6 +44,21 @@ type app struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	verbose, quiet bool
+	// run executes a command's job: its flags, parsed and checked into
+	// library options. Tests replace it to see what the flags produced.
+	run func(context.Context, job) error
+}
+
+// A job is one command's work, built from its arguments and flags: the
+// command line is translated into it, then it runs.
+type job interface {
+	run(ctx context.Context, a *app) error
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a.run = func(ctx context.Context, j job) error { return j.run(ctx, a) }
+	return a
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -56,13 +71,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	// containerd and BuildKit log through logrus; keep their chatter
 	// (e.g. "failed check for fsverity support") out of the user's way.
 	logrus.SetOutput(io.Discard)
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
-	root := a.rootCommand()
-	root.SetArgs(args[1:])
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	return newApp(stdin, stdout, stderr).main(ctx, args)
+}
+
+// main runs the command line args (args[0] is the program) and returns
+// the exit code.
+func (a *app) main(ctx context.Context, args []string) int {
+	err := a.execute(ctx, a.rootCommand(), args[1:])
 	if err == nil {
 		return 0
 	}
@@ -74,9 +89,29 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if errors.Is(err, errs.ErrUsage) {
 		code = 2
 	}
-	msg := err.Error()
-	fmt.Fprintf(stderr, "vmbuild: %s\n", strings.TrimRight(msg, "\n"))
+	// An error may quote a remote party (registry, git server): escaped,
+	// line by line.
+	fmt.Fprintf(a.stderr, "vmbuild: %s\n", safeLines(strings.TrimRight(err.Error(), "\n")))
 	return code
+}
+
+// execute runs root with args.
+func (a *app) execute(ctx context.Context, root *cobra.Command, args []string) error {
+	root.SetArgs(args)
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	return root.ExecuteContext(ctx)
+}
+
+// safeLines escapes, with termsafe, what each line of s would make a
+// terminal do, keeping the line breaks.
+func safeLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = termsafe.Text(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -184,11 +219,4 @@ func (a *app) helperCommand() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,18 +19,21 @@ import (
 
 func init() { extraCommands = append(extraCommands, (*app).verifyCommand) }
 
-type verifyFlags struct {
-	keys     []string
+// verifyJob is `vmbuild verify`.
+type verifyJob struct {
+	image verify.Reference
+	keys  []string
+	// policy is the policy file; "" is --no-policy.
 	policy   string
-	noPolicy bool
-	resolve  bool
-	output   string
+	json     bool
 	timeout  time.Duration
 	insecure []string
 }
 
 func (a *app) verifyCommand() *cobra.Command {
-	f := &verifyFlags{}
+	j := &verifyJob{}
+	var output string
+	var noPolicy, resolve bool
 	cmd := &cobra.Command{
 		Use:   "verify IMAGE --key cosign.pub --policy policy.yaml",
 		Short: "Verify an image's signature and SLSA provenance against a policy before deploying it",
@@ -51,36 +57,57 @@ configuration, network or registry error, or a limit exceeded (nothing was
 decided: do not deploy either).`,
 		Args: usageArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.runVerify(cmd, args[0], f)
+			switch {
+			case output != "text" && output != "json":
+				return fmt.Errorf("%w: --output must be text or json", errs.ErrUsage)
+			case len(j.keys) == 0:
+				return fmt.Errorf("%w: --key cosign.pub is required: an image is trusted only when signed by a key you trust", errs.ErrUsage)
+			case j.policy != "" && noPolicy:
+				return fmt.Errorf("%w: --policy and --no-policy contradict each other", errs.ErrUsage)
+			case j.policy == "" && !noPolicy:
+				return fmt.Errorf("%w: a policy is required (no policy, no trust): give --policy policy.yaml (see docs/verify.md), or --no-policy to check only signatures, provenance form and the default builder", errs.ErrUsage)
+			case j.timeout <= 0:
+				return fmt.Errorf("%w: --timeout must be positive", errs.ErrUsage)
+			}
+			var err error
+			if j.image, err = imageReference(args[0], resolve); err != nil {
+				return err
+			}
+			j.json = output == "json"
+			return a.run(cmd.Context(), j)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringArrayVar(&f.keys, "key", nil, "trusted cosign public key (PEM); repeat for several keys")
-	fs.StringVar(&f.policy, "policy", "", "policy file (YAML, see docs/verify.md)")
-	fs.BoolVar(&f.noPolicy, "no-policy", false, "verify without a policy: signatures, provenance form and the default builder only")
-	fs.BoolVar(&f.resolve, "resolve", false, "accept a tag: resolve it once and verify that digest (deploy the digest printed)")
-	fs.StringVarP(&f.output, "output", "o", "text", "report format: text or json")
-	fs.DurationVar(&f.timeout, "timeout", verify.DefaultTimeout, "total deadline for the verification")
-	fs.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
+	fs.StringArrayVar(&j.keys, "key", nil, "trusted cosign public key (PEM); repeat for several keys")
+	fs.StringVar(&j.policy, "policy", "", "policy file (YAML, see docs/verify.md)")
+	fs.BoolVar(&noPolicy, "no-policy", false, "verify without a policy: signatures, provenance form and the default builder only")
+	fs.BoolVar(&resolve, "resolve", false, "accept a tag: resolve it once and verify that digest (deploy the digest printed)")
+	fs.StringVarP(&output, "output", "o", "text", "report format: text or json")
+	fs.DurationVar(&j.timeout, "timeout", verify.DefaultTimeout, "total deadline for the verification, e.g. 2m")
+	fs.StringSliceVar(&j.insecure, "insecure-registry", nil, "registry host:port reached over plain http (loopback registries always are)")
 	return cmd
 }
 
-func (a *app) runVerify(cmd *cobra.Command, image string, f *verifyFlags) error {
-	ctx := cmd.Context()
-	switch {
-	case f.output != "text" && f.output != "json":
-		return fmt.Errorf("%w: --output must be text or json", errs.ErrUsage)
-	case len(f.keys) == 0:
-		return fmt.Errorf("%w: --key cosign.pub is required: an image is trusted only when signed by a key you trust", errs.ErrUsage)
-	case f.policy != "" && f.noPolicy:
-		return fmt.Errorf("%w: --policy and --no-policy contradict each other", errs.ErrUsage)
-	case f.policy == "" && !f.noPolicy:
-		return fmt.Errorf("%w: a policy is required (no policy, no trust): give --policy policy.yaml (see docs/verify.md), or --no-policy to check only signatures, provenance form and the default builder", errs.ErrUsage)
-	case f.timeout <= 0:
-		return fmt.Errorf("%w: --timeout must be positive", errs.ErrUsage)
+// imageReference parses IMAGE (verify.ParseReference): pinned by
+// digest, or a tag only when resolve (--resolve) allows it.
+func imageReference(image string, resolve bool) (verify.Reference, error) {
+	ref, err := verify.ParseReference(image)
+	if err != nil {
+		return ref, err
 	}
+	if ref.IsTag() && !resolve {
+		where := ref.Repository
+		if ref.Layout != "" {
+			where = verify.LayoutPrefix + ref.Layout
+		}
+		return ref, fmt.Errorf("%w: %s is a tag, and tags move: give the digest (%s@sha256:…), or --resolve to resolve the tag once and use that digest", errs.ErrUsage, ref, where)
+	}
+	return ref, nil
+}
+
+func (j *verifyJob) run(ctx context.Context, a *app) error {
 	var pems [][]byte
-	for _, k := range f.keys {
+	for _, k := range j.keys {
 		b, err := os.ReadFile(k)
 		if err != nil {
 			return withCode(2, fmt.Errorf("reading public key: %w: %w", errs.ErrKey, err))
@@ -88,28 +115,18 @@ func (a *app) runVerify(cmd *cobra.Command, image string, f *verifyFlags) error 
 		pems = append(pems, b)
 	}
 	pol := verify.NoPolicy()
-	if f.policy != "" {
+	if j.policy != "" {
 		var err error
-		if pol, err = verify.LoadPolicy(f.policy); err != nil {
+		if pol, err = verify.LoadPolicy(j.policy); err != nil {
 			return withCode(2, err)
 		}
 	}
-	ref, err := verify.ParseReference(image)
-	if err != nil {
-		return err
-	}
-	if ref.IsTag() && !f.resolve {
-		where := ref.Repository
-		if ref.Layout != "" {
-			where = verify.LayoutPrefix + ref.Layout
-		}
-		return fmt.Errorf("%w: %s is a tag, and tags move: verify and deploy by digest (%s@sha256:…), or give --resolve to resolve the tag once and verify that digest", errs.ErrUsage, ref, where)
-	}
+	ref := j.image
 	v, err := verify.New(
 		verify.WithPublicKeyPEM(pems...),
-		verify.WithRegistryOptions(registry.WithInsecure(f.insecure...)),
+		verify.WithRegistryOptions(registry.WithInsecure(j.insecure...)),
 		verify.WithLogger(a.log),
-		verify.WithTimeout(f.timeout),
+		verify.WithTimeout(j.timeout),
 	)
 	if err != nil {
 		return withCode(2, err)
@@ -126,13 +143,7 @@ func (a *app) runVerify(cmd *cobra.Command, image string, f *verifyFlags) error 
 		if ref.IsTag() {
 			rep.ResolvedFrom = ref.String()
 		}
-		if f.output == "json" {
-			enc := json.NewEncoder(a.stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(rep); err != nil {
-				return withCode(2, err)
-			}
-		} else if err := rep.WriteText(a.stdout); err != nil {
+		if err := j.print(a, rep); err != nil {
 			return withCode(2, err)
 		}
 	}
@@ -145,4 +156,20 @@ func (a *app) runVerify(cmd *cobra.Command, image string, f *verifyFlags) error 
 		return verr
 	}
 	return withCode(2, verr)
+}
+
+// print writes the report; the text's lines quote the image's attestations
+// and the registry: escaped.
+func (j *verifyJob) print(a *app, rep *verify.Report) error {
+	if j.json {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		return err
+	}
+	_, err := io.WriteString(a.stdout, safeLines(b.String()))
+	return err
 }
