@@ -12,6 +12,7 @@ package errs
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var (
@@ -108,3 +109,28 @@ func (e *LimitError) Error() string {
 }
 
 func (e *LimitError) Is(target error) bool { return target == ErrLimitExceeded }
+
+// Summarize joins distinct reasons for a message: at most three, each
+// repeated one counted ("bad signature (×2); wrong key; and 2 more").
+func Summarize(reasons []string) string {
+	var uniq []string
+	seen := map[string]int{}
+	for _, r := range reasons {
+		if _, ok := seen[r]; !ok {
+			uniq = append(uniq, r)
+		}
+		seen[r]++
+	}
+	var parts []string
+	for i, r := range uniq {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(uniq)-3))
+			break
+		}
+		if seen[r] > 1 {
+			r = fmt.Sprintf("%s (×%d)", r, seen[r])
+		}
+		parts = append(parts, r)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -222,7 +222,7 @@ func (s *Statement) subjectNames() string {
 		}
 		names = append(names, strings.Join(ds, ","))
 	}
-	return summarize(names)
+	return errs.Summarize(names)
 }
 
 // Read reads a DSSE payload (already verified by the caller) as vmbuild
@@ -344,26 +344,3 @@ func clip(s string) string {
 	return s
 }
 
-// summarize joins distinct strings, at most three, counting repeats.
-func summarize(items []string) string {
-	var uniq []string
-	seen := map[string]int{}
-	for _, r := range items {
-		if _, ok := seen[r]; !ok {
-			uniq = append(uniq, r)
-		}
-		seen[r]++
-	}
-	var parts []string
-	for i, r := range uniq {
-		if i == 3 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(uniq)-3))
-			break
-		}
-		if seen[r] > 1 {
-			r = fmt.Sprintf("%s (×%d)", r, seen[r])
-		}
-		parts = append(parts, r)
-	}
-	return strings.Join(parts, "; ")
-}

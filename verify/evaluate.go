@@ -228,7 +228,7 @@ func checkSignature(ev evidence) Check {
 	if len(ev.sigs) > 1 {
 		n = fmt.Sprintf("none of the %d signatures does", len(ev.sigs))
 	}
-	return fail(CheckSignature, "%s verify with a trusted key over %s: %s", n, ev.digest, summarize(reasons))
+	return fail(CheckSignature, "%s verify with a trusted key over %s: %s", n, ev.digest, errs.Summarize(reasons))
 }
 
 // keyID is a short name of a key: the first 12 characters of cosign's
@@ -272,29 +272,6 @@ func bestReason(es []error) string {
 	return reasonOf(es[0])
 }
 
-// summarize joins distinct reasons, at most three.
-func summarize(reasons []string) string {
-	var uniq []string
-	seen := map[string]int{}
-	for _, r := range reasons {
-		if _, ok := seen[r]; !ok {
-			uniq = append(uniq, r)
-		}
-		seen[r]++
-	}
-	var parts []string
-	for i, r := range uniq {
-		if i == 3 {
-			parts = append(parts, fmt.Sprintf("and %d more", len(uniq)-3))
-			break
-		}
-		if seen[r] > 1 {
-			r = fmt.Sprintf("%s (×%d)", r, seen[r])
-		}
-		parts = append(parts, r)
-	}
-	return strings.Join(parts, "; ")
-}
 
 // attResult is one attestation's way through the stages.
 type attResult struct {
