@@ -377,6 +377,10 @@ build:
 		t.Errorf("base config %+v", cfg)
 	}
 
+	if dot := g.DOT(); !strings.Contains(dot, `base -> dockerfile [label="as docker.io/library/node:24-trixie-slim\n as debian:latest\n as ghcr.io/o/i:1"]`) {
+		t.Errorf("dot:\n%s", dot)
+	}
+
 	// The base input is the Debian base: each .deb fetched by checksum and
 	// unpacked by the helper, no image pulled.
 	def, err := d.Inputs[BaseInput].Marshal(context.Background())
