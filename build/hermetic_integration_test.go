@@ -22,6 +22,8 @@ import (
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/internal/fixture"
 	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/provenance"
+	"github.com/vmbuild/vmbuild/publish"
 )
 
 // The hermetic tests build on bases made of real Debian packages (sid's
@@ -211,6 +213,71 @@ platform: linux/amd64
 	}
 	if ran, _ := vertexRan(again, "[vmbuild] base: unpack"); ran != l.Debian.Packages {
 		t.Errorf("the cold build unpacked %d packages, want %d", ran, l.Debian.Packages)
+	}
+}
+
+// TestDockerfileDebianBase: upstream's stock Dockerfile says FROM
+// node:24-trixie-slim, an image no registry here serves; the recipe's
+// Debian base replaces it as a named context. Lock pins no image, the
+// build pulls none (the source policy denies any image the lock does not
+// pin), the Dockerfile's RUN runs node from the base's .debs, the script
+// patch ran in the same base, and the provenance lists no image.
+func TestDockerfileDebianBase(t *testing.T) {
+	e := fixture.Start(t)
+	dir, path := hermetic(t, `apiVersion: vmbuild/v1
+name: node-dockerfile
+upstream: {git: ./up, ref: main}
+platform: linux/amd64
+`+nodeBase+`patches:
+  - script: stamp.sh
+build:
+  dockerfile:
+    baseFor: [docker.io/library/node:24-trixie-slim]
+`, map[string]string{"Dockerfile": `FROM node:24-trixie-slim
+COPY stamp /stamp
+RUN node --version > /v && node -e 'console.log(process.env.PATH)' > /path
+`})
+	if err := os.WriteFile(filepath.Join(dir, "stamp.sh"), []byte("node -e 'console.log(\"patched by \" + process.version.slice(0, 3))' > stamp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, l := e.Lock(t, path, lock.Options{})
+	if len(l.Images) != 0 || l.Base != nil || l.Frontend != nil || l.Debian == nil {
+		t.Fatalf("lock: images %v, base %v, frontend %v, debian %v", l.Images, l.Base, l.Frontend, l.Debian)
+	}
+	c := connect(t, e)
+	layout := filepath.Join(t.TempDir(), "oci")
+	res, err := build.Build(context.Background(), r, l, opts(e, c, build.Output{OCIDir: layout}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"/stamp": "patched by v24\n",
+		"/path":  "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+	} {
+		if got, ok := imageFile(t, layout, res, file); got != want {
+			t.Errorf("%s in the image: %q (found %v), want %q", file, got, ok, want)
+		}
+	}
+	if got, _ := imageFile(t, layout, res, "/v"); !strings.HasPrefix(got, "v24.") {
+		t.Errorf("/v in the image: %q", got)
+	}
+	if got, _ := imageFile(t, layout, res, "/usr/share/doc/nodejs/copyright"); got == "" {
+		t.Error("the image is not on the Debian base")
+	}
+	if len(res.Manifest.Layers) != 3 || len(res.Config.History) == 0 || !strings.HasPrefix(res.Config.History[0].CreatedBy, "vmbuild: base of ") {
+		t.Errorf("%d layers (want base, COPY, RUN), history %+v", len(res.Manifest.Layers), res.Config.History)
+	}
+
+	st, err := publish.Statement(r, l, res, "node-dockerfile", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := provenance.Parse(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Images) != 0 || info.Debian == nil || info.Dockerfile == nil || info.Base.Ref != "" {
+		t.Errorf("provenance: images %v, debian %v, dockerfile %v, base %v", info.Images, info.Debian, info.Dockerfile, info.Base)
 	}
 }
 

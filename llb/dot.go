@@ -48,6 +48,9 @@ func (g *Graph) DOT() string {
 		for i, im := range l.Images {
 			fmt.Fprintf(&b, "  img%d [label=%s, shape=cylinder];\n  img%d -> dockerfile;\n", i, q(im.Pinned()), i)
 		}
+		if len(df.BaseFor) > 0 {
+			fmt.Fprintf(&b, "  base -> dockerfile [label=%s];\n", q("as "+strings.Join(df.BaseFor, "\n as ")))
+		}
 		b.WriteString("  image [label=\"image\", shape=doubleoctagon];\n  dockerfile -> image;\n}\n")
 		return b.String()
 	}

@@ -2,6 +2,7 @@ package llb
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path"
 	"sort"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	bk "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/solver/pb"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -75,7 +77,11 @@ func Build(r *recipe.Recipe, l *lock.Lock, opts Options) (*Graph, error) {
 	g.Patched = tree
 
 	if df := r.Build.Dockerfile; df != nil {
-		g.Dockerfile = g.dockerfile(df)
+		b, err := g.dockerfile(df)
+		if err != nil {
+			return nil, err
+		}
+		g.Dockerfile = b
 		return g, nil
 	}
 	if err := g.native(); err != nil {
@@ -200,7 +206,7 @@ func shortHex(s string) string {
 // patched tree. SOURCE_DATE_EPOCH is not a build arg unless the recipe opts
 // in: the epoch reaches the exporter instead, where it does not enter step
 // cache keys.
-func (g *Graph) dockerfile(df *recipe.Dockerfile) *DockerfileBuild {
+func (g *Graph) dockerfile(df *recipe.Dockerfile) (*DockerfileBuild, error) {
 	opt := map[string]string{
 		"filename":                df.Path,
 		"platform":                platformString(g.Options.Platform),
@@ -228,13 +234,32 @@ func (g *Graph) dockerfile(df *recipe.Dockerfile) *DockerfileBuild {
 		FrontendOpt: opt,
 		Inputs:      map[string]bk.State{"context": ctxSt, "dockerfile": g.Patched},
 	}
+	if len(df.BaseFor) > 0 {
+		// The Debian base replaces these images as named contexts, as
+		// `docker buildx build --build-context NAME=…` passes them: one
+		// input, with its image config (PATH, platform, history) as the
+		// input's metadata, and each name pointing at it.
+		cfg, err := json.Marshal(g.debianBaseConfig())
+		if err != nil {
+			return nil, fmt.Errorf("building graph: the Debian base's image config: %w", err)
+		}
+		md, err := json.Marshal(map[string][]byte{exptypes.ExporterImageConfigKey: cfg})
+		if err != nil {
+			return nil, fmt.Errorf("building graph: the Debian base's image config: %w", err)
+		}
+		b.Inputs[BaseInput] = g.Base
+		opt["input-metadata:"+BaseInput] = string(md)
+		for _, ref := range df.BaseFor {
+			opt["context:"+recipe.NamedContext(ref)] = "input:" + BaseInput
+		}
+	}
 	if f := g.Lock.Frontend; f != nil {
 		b.Frontend = "gateway.v0"
 		opt["source"] = f.Pinned()
 		opt["cmdline"] = f.Pinned()
 	}
 	g.add(Step{ID: "dockerfile", Kind: StepDockerfile, Title: fmt.Sprintf("[vmbuild] dockerfile %s target %q", df.Path, df.Target), State: g.Patched})
-	return b
+	return b, nil
 }
 
 func platformString(p ocispec.Platform) string {
@@ -476,12 +501,8 @@ func (g *Graph) imageConfig() ocispec.Image {
 		labels[k] = v
 	}
 	img.Config.Labels = labels
-	if d := l.Debian; d != nil && g.Options.BaseConfig == nil {
-		img.History = append(img.History, ocispec.History{
-			Created:   &created,
-			CreatedBy: fmt.Sprintf("vmbuild: base of %d Debian packages from %s %s (%s), InRelease sha256:%s", d.Packages, d.Mirror, d.Suite, d.Architecture, d.InRelease.SHA256),
-			Comment:   "vmbuild",
-		})
+	if l.Debian != nil && g.Options.BaseConfig == nil {
+		img.History = append(img.History, g.debianHistory())
 	}
 	img.History = append(img.History, ocispec.History{
 		Created:   &created,
@@ -495,6 +516,29 @@ func (g *Graph) imageConfig() ocispec.Image {
 			Comment:   "vmbuild",
 		})
 	}
+	return img
+}
+
+// debianHistory is the history entry of the Debian base's one layer.
+func (g *Graph) debianHistory() ocispec.History {
+	d := g.Lock.Debian
+	created := g.Lock.Upstream.CommitTime.UTC()
+	return ocispec.History{
+		Created:   &created,
+		CreatedBy: fmt.Sprintf("vmbuild: base of %d Debian packages from %s %s (%s), InRelease sha256:%s", d.Packages, d.Mirror, d.Suite, d.Architecture, d.InRelease.SHA256),
+		Comment:   "vmbuild",
+	}
+}
+
+// debianBaseConfig is the Debian base's image config, for a Dockerfile
+// whose images it replaces: the platform, a default PATH (the base sets
+// no environment) and the history of its layer.
+func (g *Graph) debianBaseConfig() ocispec.Image {
+	var img ocispec.Image
+	img.Platform = g.Options.Platform
+	img.Config.Env = g.baseEnv()
+	img.RootFS = ocispec.RootFS{Type: "layers"}
+	img.History = []ocispec.History{g.debianHistory()}
 	return img
 }
 

@@ -10,7 +10,9 @@
 //	git source (pinned commit, mtimes = commit time)
 //	  → one step per patch (helper binary; diffs in a scratch rootfs,
 //	    scripts in the base image with a read-only root and no network)
-//	  → dockerfile mode: the dockerfile frontend on the patched tree
+//	  → dockerfile mode: the dockerfile frontend on the patched tree (the
+//	    Debian base, if any, as the named context of the images it
+//	    replaces)
 //	  → native mode: one exec per layer on base + only its declared inputs
 //	    (+ the outputs of the layers it needs); each layer's outputs copied
 //	    into a layer of their own with fixed mtimes; the image is
@@ -46,6 +48,10 @@ const (
 	BaseStore = "vmbuild-base"
 	// HelperBinary is the helper's file name inside HelperLocal.
 	HelperBinary = "vmbuild-helper"
+	// BaseInput is the dockerfile frontend's input holding the Debian
+	// base, which the named contexts of build.dockerfile.baseFor point
+	// at.
+	BaseInput = "vmbuild-base"
 )
 
 // Mount points inside patch steps.
@@ -117,7 +123,9 @@ type DockerfileBuild struct {
 	// "gateway.v0" with FrontendOpt["source"] the pinned `# syntax=` image.
 	Frontend    string
 	FrontendOpt map[string]string
-	// Inputs are "context" and "dockerfile": both the patched tree.
+	// Inputs are "context" and "dockerfile": both the patched tree; and
+	// BaseInput, the Debian base, when it replaces images the Dockerfile
+	// uses (FrontendOpt "context:NAME" = "input:"+BaseInput).
 	Inputs map[string]bk.State
 }
 

@@ -3,6 +3,7 @@ package llb
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/moby/buildkit/solver/pb"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 )
@@ -304,6 +306,137 @@ build:
 	}
 	if !strings.Contains(g.DOT(), "frontend docker.io/docker/dockerfile:1.18@sha256:") {
 		t.Errorf("dot:\n%s", g.DOT())
+	}
+}
+
+// TestDockerfileDebianBase: a Debian base replaces the Dockerfile's
+// images as named contexts, exactly as `docker buildx build
+// --build-context` passes them: the frontend gets the base as an input,
+// each replaced name (in the frontend's familiar form) points at it, and
+// the input's metadata is the base's image config. Script patches run in
+// the same base.
+func TestDockerfileDebianBase(t *testing.T) {
+	body := `apiVersion: vmbuild/v1
+name: m
+upstream: {git: "https://github.com/mastodon/mastodon.git", ref: main}
+platform: linux/amd64
+base:
+  debian: {suite: sid, packages: [nodejs, dash]}
+patches:
+  - script: edit.sh
+build:
+  dockerfile:
+    path: streaming/Dockerfile
+    baseFor: [docker.io/library/node:24-trixie-slim, "debian:latest", ghcr.io/o/i:1]
+`
+	r, l := fixture(t, body)
+	l.Base = nil
+	l.Images = []lock.ImagePin{{Ref: "docker.io/library/ruby:3.4.5-slim", Digest: "sha256:" + strings.Repeat("3", 64)}}
+	l.Debian = &lock.DebianPin{Mirror: recipe.DefaultDebianMirror, Suite: "sid", Components: []string{"main"}, Architecture: "amd64",
+		InRelease: lock.InReleasePin{URL: recipe.DefaultDebianMirror + "/dists/sid/InRelease", SHA256: strings.Repeat("4", 64)}, Packages: 2}
+	l.DepsLock = &lock.DepsLock{Version: lock.DepsVersion, Base: &lock.BasePackages{Packages: []deps.Package{
+		{Name: "nodejs", Version: "24.1", Platform: "amd64", URL: recipe.DefaultDebianMirror + "/pool/main/n/nodejs/nodejs_24.1_amd64.deb", SHA256: strings.Repeat("5", 64), Path: "pool/main/n/nodejs/nodejs_24.1_amd64.deb"},
+		{Name: "dash", Version: "0.5", Platform: "amd64", URL: recipe.DefaultDebianMirror + "/pool/main/d/dash/dash_0.5_amd64.deb", SHA256: strings.Repeat("6", 64), Path: "pool/main/d/dash/dash_0.5_amd64.deb"},
+	}}}
+	plat := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	g, err := Build(r, l, Options{Platform: plat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := g.Dockerfile
+	if len(d.Inputs) != 3 || d.Frontend != "dockerfile.v0" {
+		t.Fatalf("frontend %s inputs %v", d.Frontend, d.Inputs)
+	}
+	for _, name := range []string{"node:24-trixie-slim", "debian", "ghcr.io/o/i:1"} {
+		if got := d.FrontendOpt["context:"+name]; got != "input:"+BaseInput {
+			t.Errorf("context:%s = %q", name, got)
+		}
+	}
+	var contexts []string
+	for k := range d.FrontendOpt {
+		if strings.HasPrefix(k, "context:") {
+			contexts = append(contexts, k)
+		}
+	}
+	if len(contexts) != 3 {
+		t.Errorf("named contexts %v", contexts)
+	}
+
+	// The input's metadata: the base's config, as the frontend reads it.
+	var md map[string][]byte
+	if err := json.Unmarshal([]byte(d.FrontendOpt["input-metadata:"+BaseInput]), &md); err != nil {
+		t.Fatal(err)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(md["containerimage.config"], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.OS != "linux" || cfg.Architecture != "amd64" || !contains(cfg.Config.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") ||
+		len(cfg.History) != 1 || !strings.Contains(cfg.History[0].CreatedBy, "base of 2 Debian packages from "+recipe.DefaultDebianMirror+" sid (amd64)") ||
+		!cfg.History[0].Created.Equal(l.Upstream.CommitTime) {
+		t.Errorf("base config %+v", cfg)
+	}
+
+	if dot := g.DOT(); !strings.Contains(dot, `base -> dockerfile [label="as docker.io/library/node:24-trixie-slim\n as debian:latest\n as ghcr.io/o/i:1"]`) {
+		t.Errorf("dot:\n%s", dot)
+	}
+
+	// The base input is the Debian base: each .deb fetched by checksum and
+	// unpacked by the helper, no image pulled.
+	def, err := d.Inputs[BaseInput].Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetched, unpacked int
+	for _, b := range def.Def {
+		var op pb.Op
+		if err := op.UnmarshalVT(b); err != nil {
+			t.Fatal(err)
+		}
+		if src := op.GetSource(); src != nil {
+			switch {
+			case strings.HasPrefix(src.Identifier, "https://") && src.Attrs[pb.AttrHTTPChecksum] != "":
+				fetched++
+			case strings.HasPrefix(src.Identifier, "docker-image://"):
+				t.Errorf("the base pulls %s", src.Identifier)
+			}
+		}
+		if e := op.GetExec(); e != nil && contains(e.Meta.Args, "deb-unpack") {
+			unpacked++
+		}
+	}
+	if fetched != 2 || unpacked != 2 {
+		t.Errorf("base fetched %d .debs, unpacked %d", fetched, unpacked)
+	}
+
+	// The script patch runs in the same base: its root is the base input.
+	bdig, err := VertexDigest(context.Background(), d.Inputs[BaseInput], plat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scriptRoot string
+	for _, op := range ops(t, g) {
+		if e := op.GetExec(); e != nil && contains(e.Meta.Args, "run-script") {
+			for _, m := range e.Mounts {
+				if m.Dest == "/" {
+					scriptRoot = op.Inputs[m.Input].Digest
+				}
+			}
+		}
+	}
+	if scriptRoot != bdig.String() {
+		t.Errorf("the script patch's root is %q, the base %s", scriptRoot, bdig)
+	}
+
+	// Without baseFor, the Dockerfile's images are the registry's.
+	r2, l2 := fixture(t, strings.Replace(strings.Replace(body, "    baseFor: [docker.io/library/node:24-trixie-slim, \"debian:latest\", ghcr.io/o/i:1]\n", "", 1), "patches:\n  - script: edit.sh\n", "", 1))
+	l2.Base, l2.Debian, l2.DepsLock = nil, l.Debian, l.DepsLock
+	g2, err := Build(r2, l2, Options{Platform: plat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g2.Dockerfile.Inputs) != 2 || g2.Dockerfile.FrontendOpt["input-metadata:"+BaseInput] != "" {
+		t.Errorf("without baseFor: inputs %v opts %v", g2.Dockerfile.Inputs, g2.Dockerfile.FrontendOpt)
 	}
 }
 

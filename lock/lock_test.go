@@ -199,6 +199,44 @@ COPY --from=debian:12 / /
 	}
 }
 
+// TestReplaceImages: the images build.dockerfile.baseFor names are left
+// out of what lock pins, matched by name as the frontend matches named
+// contexts; an entry that replaces nothing, or names a stage, is refused.
+func TestReplaceImages(t *testing.T) {
+	df := []byte(`ARG NODE=24
+FROM docker.io/node:${NODE}-trixie-slim AS node
+FROM ruby:3.4-slim AS build
+COPY --from=node /usr/local/bin /usr/local/bin
+COPY --from=busybox /bin/busybox /bin/
+FROM build
+`)
+	plat := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	in, err := ScanDockerfile(context.Background(), df, "", nil, plat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(in.Stages, " ") != "node build" {
+		t.Errorf("stages %v", in.Stages)
+	}
+	got, err := ReplaceImages(in, []string{"node:24-trixie-slim", "docker.io/library/busybox:latest"})
+	if err != nil || strings.Join(got, " ") != "docker.io/library/ruby:3.4-slim" {
+		t.Errorf("kept %v, %v", got, err)
+	}
+	if got, _ := ReplaceImages(in, nil); len(got) != 3 {
+		t.Errorf("nothing replaced: kept %v", got)
+	}
+	for ref, want := range map[string]string{
+		"node:22-trixie-slim": `does not use image "node:22-trixie-slim" (it uses docker.io/library/busybox:latest, docker.io/library/node:24-trixie-slim, docker.io/library/ruby:3.4-slim)`,
+		"build":               `"build" names the Dockerfile's stage "build"`,
+		"node:latest":         `"node:latest" names the Dockerfile's stage "node"`,
+	} {
+		_, err := ReplaceImages(in, []string{ref})
+		if !errors.Is(err, errs.ErrInvalidRecipe) || !strings.Contains(err.Error(), "build.dockerfile.baseFor: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+}
+
 func gitRepo(t *testing.T) (string, []string) {
 	t.Helper()
 	dir := t.TempDir()

@@ -175,7 +175,13 @@ func (res Resolver) Resolve(ctx context.Context, r *recipe.Recipe, prev *Lock, o
 				prevImages[prev.Images[i].Ref] = &prev.Images[i]
 			}
 		}
-		for _, ref := range scan.Images {
+		// The images the Debian base replaces are neither pulled nor
+		// pinned.
+		images, err := ReplaceImages(scan, df.BaseFor)
+		if err != nil {
+			return nil, fmt.Errorf("locking %s: %s:%d: %w (%s at %s)", r.Name, r.Path, df.BaseForLine, err, df.Path, short(l.Upstream.Commit))
+		}
+		for _, ref := range images {
 			pin := keep(prevImages[ref], ref)
 			if pin == nil {
 				p, err := res.Images.ResolveImage(ctx, ref, plat)

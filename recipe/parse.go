@@ -130,7 +130,13 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 	if buildNode != nil && r.Build.Dockerfile != nil && imageNode != nil {
 		d.ErrAt(imageNode, "image", "image settings apply to native builds only; in dockerfile mode the Dockerfile sets them")
 	}
-	if r.NeedsBase() && r.Base == "" && r.BaseDebian == nil && buildNode != nil {
+	if df := r.Build.Dockerfile; df != nil && len(df.BaseFor) > 0 && r.BaseDebian == nil {
+		why := "the recipe has no base"
+		if r.Base != "" {
+			why = "the base is an image, which the Dockerfile can name itself"
+		}
+		d.ErrLine(&FieldError{File: d.file, Line: df.BaseForLine, Field: "build.dockerfile.baseFor", Msg: "replaces images with the Debian base (base.debian), but " + why})
+	} else if r.NeedsBase() && r.Base == "" && r.BaseDebian == nil && buildNode != nil {
 		why := "native builds run their layers on it"
 		if !r.Build.Native() {
 			why = "script patches run in it"
@@ -219,6 +225,7 @@ func (d *decoder) build(n *yaml.Node, field string, b *Build) {
 					}
 				},
 				"sourceDateEpochArg": func(n *yaml.Node, f string) { df.SourceDateEpochArg = d.Bool(n, f) },
+				"baseFor":            func(n *yaml.Node, f string) { df.BaseFor, df.BaseForLine = d.baseFor(n, f), resolve(n).Line },
 			})
 			b.Dockerfile = df
 		},
@@ -238,6 +245,41 @@ func (d *decoder) build(n *yaml.Node, field string, b *Build) {
 	case !haveDockerfile && !haveLayers && resolve(n).Kind == yaml.MappingNode:
 		d.ErrAt(n, field, "give exactly one of dockerfile or layers")
 	}
+}
+
+// baseFor reads build.dockerfile.baseFor: image references, each named
+// once (as the frontend names its contexts).
+func (d *decoder) baseFor(n *yaml.Node, field string) []string {
+	refs := d.StrList(n, field)
+	if len(refs) == 0 && resolve(n).Kind == yaml.SequenceNode {
+		d.ErrAt(n, field, "needs at least one image reference (leave baseFor out to pull the Dockerfile's images)")
+	}
+	seen := map[string]int{}
+	for i, ref := range refs {
+		c, f := resolve(n).Content[i], fmt.Sprintf("%s[%d]", field, i)
+		switch {
+		case strings.HasPrefix(ref, OCILayoutPrefix) || strings.Contains(ref, "://"):
+			d.ErrAt(c, f, "%q: give the image reference as the Dockerfile writes it (e.g. node:24-trixie-slim)", ref)
+			continue
+		case strings.ContainsRune(ref, '$'):
+			d.ErrAt(c, f, "%q: give the reference with its build args expanded, as the frontend sees it", ref)
+			continue
+		}
+		if _, err := reference.ParseNormalizedNamed(ref); err != nil {
+			d.ErrAt(c, f, "%q is not a valid image reference: %v", ref, err)
+			continue
+		}
+		switch name := NamedContext(ref); {
+		case name == "scratch" || name == "context":
+			d.ErrAt(c, f, "%q is not an image the frontend lets a named context replace", ref)
+		default:
+			if prev, dup := seen[name]; dup {
+				d.ErrAt(c, f, "%q names the same image as %s[%d]", ref, field, prev)
+			}
+			seen[name] = i
+		}
+	}
+	return refs
 }
 
 func (d *decoder) layer(n *yaml.Node, field string) Layer {

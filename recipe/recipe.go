@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 // APIVersion is the only recipe apiVersion this version understands.
@@ -104,6 +106,27 @@ type Dockerfile struct {
 	// step definitions, so a changing epoch invalidates every later step.
 	// The epoch always reaches the exporter either way.
 	SourceDateEpochArg bool
+	// BaseFor are images the Dockerfile uses (FROM, COPY --from,
+	// RUN --mount=from) that the recipe's Debian base replaces, as
+	// written: the build passes the base to the frontend as a named
+	// context of each (as `docker buildx build --build-context
+	// NAME=…` does), and lock neither resolves nor pins them. Requires
+	// base.debian.
+	BaseFor []string
+	// BaseForLine is the line of the baseFor field, for errors.
+	BaseForLine int
+}
+
+// NamedContext is the name BuildKit's dockerfile frontend looks a
+// reference up by among its named contexts (the frontend option
+// "context:NAME"): the familiar form, without ":latest"
+// (docker.io/library/node:24 → node:24). ref must be a valid reference.
+func NamedContext(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref
+	}
+	return strings.TrimSuffix(reference.FamiliarString(named), ":latest")
 }
 
 // Network is a layer's network mode.
@@ -163,9 +186,11 @@ func (r *Recipe) LayerByName(name string) (*Layer, bool) {
 	return nil, false
 }
 
-// NeedsBase reports whether the recipe uses its base image.
+// NeedsBase reports whether the recipe uses its base image: native
+// layers, script patches, and a Dockerfile whose images it replaces run on
+// it.
 func (r *Recipe) NeedsBase() bool {
-	if r.Build.Native() {
+	if r.Build.Native() || len(r.Build.Dockerfile.BaseFor) > 0 {
 		return true
 	}
 	for _, p := range r.Patches {

@@ -270,7 +270,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		".upstream":            {"git", "ref"},
 		".patches[]":           {"file", "script", "name", "optional", "offset", "fuzz"},
 		".build":               {"dockerfile", "layers"},
-		".build.dockerfile":    {"path", "target", "args", "sourceDateEpochArg"},
+		".build.dockerfile":    {"path", "target", "args", "sourceDateEpochArg", "baseFor"},
 		".build.layers[]":      {"name", "inputs", "run", "outputs", "needs", "network", "env", "cache", "sourceDateEpoch", "deps"},
 		".build.layers[].deps": {"manager", "lockfile", "workspaces", "production", "without", "with", "registry", "tool", "perGem"},
 		".base":                {"debian", "users", "groups", "files"},
@@ -382,5 +382,100 @@ func TestDeterministicHash(t *testing.T) {
 	b, _ := Parse("b.yaml", ".", []byte(nativeRecipe), nil)
 	if a.SHA256 != b.SHA256 || len(a.SHA256) != 64 {
 		t.Fatalf("hash %s %s", a.SHA256, b.SHA256)
+	}
+}
+
+const baseForRecipe = `apiVersion: vmbuild/v1
+name: streaming
+upstream: {git: ./u, ref: main}
+base:
+  debian: {suite: sid, packages: [nodejs, dash], allowExpired: true}
+build:
+  dockerfile:
+    path: streaming/Dockerfile
+    baseFor: [node:24-trixie-slim, "docker.io/library/debian:latest"]
+`
+
+// TestDockerfileBaseFor: a Dockerfile's images replaced by the Debian
+// base are kept as written, named as the frontend names its contexts,
+// and make the recipe use its base; misuse is an error at the field.
+func TestDockerfileBaseFor(t *testing.T) {
+	r, err := Parse("r.yaml", ".", []byte(baseForRecipe), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := r.Build.Dockerfile
+	if strings.Join(df.BaseFor, ",") != "node:24-trixie-slim,docker.io/library/debian:latest" || df.BaseForLine != 9 || !r.NeedsBase() {
+		t.Fatalf("baseFor %q line %d, needs base %v", df.BaseFor, df.BaseForLine, r.NeedsBase())
+	}
+	for ref, want := range map[string]string{
+		"node:24-trixie-slim":                         "node:24-trixie-slim",
+		"docker.io/library/node:24-trixie-slim":       "node:24-trixie-slim",
+		"docker.io/library/debian:latest":             "debian",
+		"debian":                                      "debian",
+		"ghcr.io/owner/img:1":                         "ghcr.io/owner/img:1",
+		"docker.io/ruby:3.4.6-slim-trixie":            "ruby:3.4.6-slim-trixie",
+		"registry.example:5000/base/img:latest":       "registry.example:5000/base/img",
+		"owner/img@sha256:" + strings.Repeat("a", 64): "owner/img@sha256:" + strings.Repeat("a", 64),
+	} {
+		if got := NamedContext(ref); got != want {
+			t.Errorf("NamedContext(%q) = %q, want %q", ref, got, want)
+		}
+	}
+
+	for name, tc := range map[string]struct {
+		body string
+		want []string
+	}{
+		"without a base": {
+			strings.Replace(baseForRecipe, "base:\n  debian: {suite: sid, packages: [nodejs, dash], allowExpired: true}\n", "", 1),
+			[]string{"r.yaml:7:", "build.dockerfile.baseFor: replaces images with the Debian base (base.debian), but the recipe has no base"},
+		},
+		"with an image base": {
+			strings.Replace(baseForRecipe, "base:\n  debian: {suite: sid, packages: [nodejs, dash], allowExpired: true}\n", "base: busybox\n", 1),
+			[]string{"r.yaml:8:", "build.dockerfile.baseFor:", "but the base is an image"},
+		},
+		"native mode": {
+			strings.Replace(baseForRecipe, "  dockerfile:\n    path: streaming/Dockerfile\n    baseFor:", "  layers:\n    - name: a\n      run: x\n      outputs: [/a]\n      baseFor:", 1),
+			[]string{"r.yaml:11:", "build.layers[0].baseFor: unknown field"},
+		},
+		"empty": {
+			strings.Replace(baseForRecipe, `[node:24-trixie-slim, "docker.io/library/debian:latest"]`, "[]", 1),
+			[]string{"r.yaml:9:14:", "build.dockerfile.baseFor: needs at least one image reference"},
+		},
+		"bad reference": {
+			strings.Replace(baseForRecipe, "node:24-trixie-slim", "Node:24", 1),
+			[]string{"r.yaml:9:15:", "build.dockerfile.baseFor[0]:", `"Node:24" is not a valid image reference`},
+		},
+		"unexpanded arg": {
+			strings.Replace(baseForRecipe, "node:24-trixie-slim", `"node:${NODE}"`, 1),
+			[]string{"r.yaml:9:", "build.dockerfile.baseFor[0]:", "build args expanded"},
+		},
+		"oci layout": {
+			strings.Replace(baseForRecipe, "node:24-trixie-slim", "oci-layout://./x", 1),
+			[]string{"r.yaml:9:", "build.dockerfile.baseFor[0]:", "as the Dockerfile writes it"},
+		},
+		"same image twice": {
+			strings.Replace(baseForRecipe, `"docker.io/library/debian:latest"`, "docker.io/library/node:24-trixie-slim", 1),
+			[]string{"r.yaml:9:", "build.dockerfile.baseFor[1]:", "names the same image as build.dockerfile.baseFor[0]"},
+		},
+		"scratch": {
+			strings.Replace(baseForRecipe, "node:24-trixie-slim", "scratch", 1),
+			[]string{"r.yaml:9:", "build.dockerfile.baseFor[0]:", "not an image the frontend lets a named context replace"},
+		},
+	} {
+		if tc.body == baseForRecipe {
+			t.Fatalf("%s: edit did not apply", name)
+		}
+		_, err := Parse("r.yaml", ".", []byte(tc.body), nil)
+		if err == nil || !errors.Is(err, errs.ErrInvalidRecipe) {
+			t.Errorf("%s: got %v", name, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q\n does not contain %q", name, err, w)
+			}
+		}
 	}
 }
