@@ -13,6 +13,9 @@
 # and for the tests only (hack/install-deps.sh --test, as `make test` runs
 # it):
 #   ruby            gem build: the hermetic Bundler test's gems
+#   bundler ruby-dev build-essential
+#                   deps/gem proves its sets with real Bundler on the host,
+#                   gems with C extensions included
 #   redis-server    the Mastodon streaming end-to-end test's Redis
 #   postgresql      and its PostgreSQL (initdb, postgres, psql)
 #   nodejs npm      deps/npm and deps/yarn prove their sets with real
@@ -31,6 +34,9 @@ pkg_installed ca-certificates || [ -s /etc/ssl/certs/ca-certificates.crt ] || mi
 command -v make >/dev/null 2>&1 || missing="$missing make"
 if [ "${1:-}" = "--test" ]; then
 	command -v gem >/dev/null 2>&1 || missing="$missing ruby"
+	command -v bundle >/dev/null 2>&1 || missing="$missing bundler"
+	pkg_installed ruby-dev || missing="$missing ruby-dev"
+	{ command -v gcc >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1; } || missing="$missing build-essential"
 	command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
 	command -v psql >/dev/null 2>&1 || missing="$missing postgresql-client"
