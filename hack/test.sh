@@ -34,6 +34,9 @@ now() { date +%s; }
 t0=$(now)
 go build -o "$svc" ./hack/testsvc
 mkdir -p "$base/tmp"
+# mktemp -d makes $base 0700: services the tests run as another user
+# (PostgreSQL as postgres) must traverse it to reach their directories.
+chmod 0755 "$base" "$base/tmp"
 addr=$("$svc" start -state "$base/bk" -buildkitd "$root/bin/buildkitd")
 echo "test: shared buildkitd at $addr ($(( $(now) - t0 ))s)"
 

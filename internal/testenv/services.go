@@ -138,6 +138,20 @@ func StartPostgres(t testing.TB) *Postgres {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatal(err)
 	}
+	// The postgres user must reach its directory: every parent needs
+	// search permission for it (a 0700 TMPDIR owned by root has none).
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil {
+			sys, _ := st.Sys().(*syscall.Stat_t)
+			if st.Mode().Perm()&0o001 == 0 && (sys == nil || (int(sys.Uid) != uid && (int(sys.Gid) != gid || st.Mode().Perm()&0o010 == 0))) {
+				t.Fatalf("testenv: PostgreSQL: the postgres user cannot reach %s: %s is mode %s (set TMPDIR to a directory others can traverse)", dir, p, st.Mode().Perm())
+			}
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
 	data := filepath.Join(dir, "data")
 	initCmd := exec.Command(initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C")
 	initCmd.SysProcAttr = cred
