@@ -26,6 +26,7 @@ import (
 	"github.com/vmbuild/vmbuild/check"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/lock/locktest"
 	"github.com/vmbuild/vmbuild/patch"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/store"
@@ -86,55 +87,6 @@ func lockAt(r *recipe.Recipe, c lock.Commit) *lock.Lock {
 	}
 }
 
-// fakeGit is an upstream whose history is commits, oldest first; refs
-// maps names to commits (the head is the last commit).
-type fakeGit struct {
-	commits []lock.Commit
-	refs    map[string]string
-}
-
-func (g *fakeGit) ResolveRef(ctx context.Context, url, ref string) (string, error) {
-	if c, ok := g.refs[ref]; ok {
-		return c, nil
-	}
-	if ref == "main" {
-		return g.commits[len(g.commits)-1].SHA, nil
-	}
-	return "", fmt.Errorf("no ref %s", ref)
-}
-
-func (g *fakeGit) CommitTime(ctx context.Context, url, commit string) (time.Time, error) {
-	return time.Time{}, errors.New("fakeGit: CommitTime")
-}
-
-func (g *fakeGit) ReadFile(ctx context.Context, url, commit, path string) ([]byte, error) {
-	return nil, errors.New("fakeGit: ReadFile")
-}
-
-func (g *fakeGit) Log(ctx context.Context, url, base, head string, max int) ([]lock.Commit, error) {
-	var out []lock.Commit
-	after := base == ""
-	for _, c := range g.commits {
-		if after {
-			out = append(out, c)
-		}
-		if c.SHA == base {
-			after = true
-		}
-		if c.SHA == head {
-			break
-		}
-	}
-	if max > 0 && len(out) > max {
-		out = out[len(out)-max:]
-	}
-	return out, nil
-}
-
-func (g *fakeGit) Export(ctx context.Context, url, commit, dir string) error {
-	return errors.New("fakeGit: Export")
-}
-
 // fakeChecker returns, per commit, the reports and error the real
 // checker would: every patch tried, the first failure as a *PatchError.
 type fakeChecker struct {
@@ -192,9 +144,9 @@ func outcomes(res *check.PatchesResult) map[cell]check.Outcome {
 // patch is named; the check fails because the newest commit fails.
 func TestPatchesPerCommit(t *testing.T) {
 	r := loadRecipe(t)
-	g := &fakeGit{}
+	g := &locktest.Git{}
 	for i := 0; i <= 5; i++ {
-		g.commits = append(g.commits, commitAt(i))
+		g.Commits = append(g.Commits, commitAt(i))
 	}
 	l := lockAt(r, commitAt(0))
 	f := &fakeChecker{
@@ -290,9 +242,9 @@ func TestPatchesPerCommit(t *testing.T) {
 // pass the check.
 func TestPatchesRange(t *testing.T) {
 	r := loadRecipe(t)
-	g := &fakeGit{refs: map[string]string{"v1": sha(1), "v3": sha(3)}}
+	g := &locktest.Git{Refs: map[string]string{"v1": sha(1), "v3": sha(3)}}
 	for i := 0; i <= 4; i++ {
-		g.commits = append(g.commits, commitAt(i))
+		g.Commits = append(g.Commits, commitAt(i))
 	}
 	l := lockAt(r, commitAt(2))
 	f := &fakeChecker{at: map[string][]patch.Report{}}

@@ -28,8 +28,8 @@ import (
 type GitResolver interface {
 	// ResolveRef returns the full commit a branch or tag points to.
 	ResolveRef(ctx context.Context, url, ref string) (string, error)
-	// Commit returns a commit's committer time and first parent(s), fetching
-	// it if needed.
+	// CommitTime returns a commit's committer time, fetching the commit
+	// if needed.
 	CommitTime(ctx context.Context, url, commit string) (time.Time, error)
 	// ReadFile returns a file's content at a commit.
 	ReadFile(ctx context.Context, url, commit, path string) ([]byte, error)

@@ -20,6 +20,7 @@ import (
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/lock"
+	"github.com/vmbuild/vmbuild/lock/locktest"
 	"github.com/vmbuild/vmbuild/patch"
 	"github.com/vmbuild/vmbuild/publish"
 	"github.com/vmbuild/vmbuild/recipe"
@@ -46,54 +47,6 @@ build:
 `
 
 const unitRepo = "registry.example/app"
-
-// fakeGit is an upstream whose history is commits, oldest first.
-type fakeGit struct {
-	commits []lock.Commit
-}
-
-func (g *fakeGit) head() string { return g.commits[len(g.commits)-1].SHA }
-
-func (g *fakeGit) ResolveRef(ctx context.Context, url, ref string) (string, error) {
-	return g.head(), nil
-}
-
-func (g *fakeGit) CommitTime(ctx context.Context, url, commit string) (time.Time, error) {
-	for _, c := range g.commits {
-		if c.SHA == commit {
-			return c.Time, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("no commit %s", commit)
-}
-
-func (g *fakeGit) ReadFile(ctx context.Context, url, commit, path string) ([]byte, error) {
-	return nil, errors.New("fakeGit: ReadFile")
-}
-
-func (g *fakeGit) Log(ctx context.Context, url, base, head string, max int) ([]lock.Commit, error) {
-	var out []lock.Commit
-	after := base == ""
-	for _, c := range g.commits {
-		if after {
-			out = append(out, c)
-		}
-		if c.SHA == base {
-			after = true
-		}
-		if c.SHA == head {
-			break
-		}
-	}
-	if max > 0 && len(out) > max {
-		out = out[len(out)-max:]
-	}
-	return out, nil
-}
-
-func (g *fakeGit) Export(ctx context.Context, url, commit, dir string) error {
-	return errors.New("fakeGit: Export")
-}
 
 type buildCall struct {
 	commit     string
@@ -193,7 +146,7 @@ func (p *fakePublisher) commits() []string {
 type unit struct {
 	path    string
 	r       *recipe.Recipe
-	git     *fakeGit
+	git     *locktest.Git
 	builder *fakeBuilder
 	pub     *fakePublisher
 	opts    Options
@@ -215,15 +168,15 @@ func newUnit(t *testing.T, n int) *unit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &fakeGit{}
+	g := &locktest.Git{}
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := 0; i <= n; i++ {
-		g.commits = append(g.commits, lock.Commit{SHA: sha(i), Time: t0.Add(time.Duration(i) * time.Hour), Subject: fmt.Sprintf("commit %d", i)})
+		g.Commits = append(g.Commits, lock.Commit{SHA: sha(i), Time: t0.Add(time.Duration(i) * time.Hour), Subject: fmt.Sprintf("commit %d", i)})
 	}
 	l := &lock.Lock{
 		LockVersion: lock.Version,
 		Recipe:      lock.RecipePin{Name: r.Name, File: filepath.Base(path), SHA256: r.SHA256},
-		Upstream:    lock.Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref, Commit: g.commits[0].SHA, CommitTime: g.commits[0].Time},
+		Upstream:    lock.Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref, Commit: g.Commits[0].SHA, CommitTime: g.Commits[0].Time},
 		Base:        &lock.ImagePin{Ref: lock.NormalizeImageRef(r.Base), Digest: "sha256:" + strings.Repeat("b", 64)},
 	}
 	for _, p := range r.Patches {
@@ -293,8 +246,8 @@ func TestOnceBuildsEachNewCommitOnce(t *testing.T) {
 		t.Fatalf("built %v, want %v", got, want)
 	}
 	for i, c := range u.builder.calls {
-		if c.commitTime != u.git.commits[i+1].Time {
-			t.Errorf("commit %s built with commit time %v, want %v", short(c.commit), c.commitTime, u.git.commits[i+1].Time)
+		if c.commitTime != u.git.Commits[i+1].Time {
+			t.Errorf("commit %s built with commit time %v, want %v", short(c.commit), c.commitTime, u.git.Commits[i+1].Time)
 		}
 		if c.req.Output != (build.Output{PushRepo: unitRepo}) || c.req.NoCache {
 			t.Errorf("commit %s built with request %+v, want a push by digest to %s", short(c.commit), c.req, unitRepo)

@@ -53,6 +53,7 @@ var allowed = map[string][]string{
 	"internal/fixture":        {"internal/testenv", "lock", "recipe", "registry", "buildkit", "deps", "deps/deb"},
 	"internal/testenv/detgit": {"errs"},
 	"deps/internal/jstest":    {"deps"},
+	"lock/locktest":           {"lock"},
 }
 
 // Packages no library may import.
@@ -68,7 +69,7 @@ type pkg struct {
 
 // testSupport are the packages any test may import besides its package's
 // own allowed set: the harness that starts real services, and fixtures.
-var testSupport = []string{"buildkit", "deps/internal/jstest", "internal/testenv", "internal/testenv/detgit", "internal/fixture", "internal/baseimage", "internal/localsvc"}
+var testSupport = []string{"buildkit", "deps/internal/jstest", "lock/locktest", "internal/testenv", "internal/testenv/detgit", "internal/fixture", "internal/baseimage", "internal/localsvc"}
 
 func list(t *testing.T) []pkg {
 	t.Helper()
