@@ -343,4 +343,3 @@ func clip(s string) string {
 	}
 	return s
 }
-

@@ -272,7 +272,6 @@ func bestReason(es []error) string {
 	return reasonOf(es[0])
 }
 
-
 // attResult is one attestation's way through the stages.
 type attResult struct {
 	source string
