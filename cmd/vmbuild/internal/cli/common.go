@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vmbuild/vmbuild/buildkit"
+	"github.com/vmbuild/vmbuild/deps/deb"
 	"github.com/vmbuild/vmbuild/errs"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
@@ -163,6 +164,10 @@ func (a *app) resolver(reg *registry.Client, r *recipe.Recipe) lock.Resolver {
 	return lock.Resolver{
 		Git:    lock.GitCLI{CacheDir: gitCacheDir()},
 		Images: lock.Images{Registry: reg, BaseDir: r.Dir},
+		// Debian's Packages indexes (10 MiB for sid) are kept, and read
+		// again only while the freshly fetched, verified InRelease still
+		// names their sha256.
+		Debian: []deb.Option{deb.WithCacheDir(filepath.Join(cacheDir(), "debian"))},
 		Logger: a.log,
 	}
 }
