@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Scenario 4 (issue #13): the Debian base of the streaming recipe (sid's
+// nodejs, ca-certificates, dash, its users), alone: `vmbuild lock` with
+// no index cache and with a warm one, and its build on a fresh daemon and
+// again.
+
+func (b *bench) debian(ctx context.Context) *Scenario {
+	s := &Scenario{ID: "debian", Title: "Debian base: the streaming recipe's sid nodejs base (issue #13)", Facts: map[string]any{}}
+	b.res.Scenarios = append(b.res.Scenarios, s)
+	b.pkgs, b.isPkg = nil, nil
+	path, err := b.debianSetup(s)
+	if err != nil {
+		b.errorf("debian: setup: %v", err)
+		return s
+	}
+	for rep := 1; rep <= b.reps; rep++ {
+		if ctx.Err() != nil {
+			return s
+		}
+		if err := b.debianSequence(ctx, s, path, rep); err != nil && !s.recorded(err) {
+			b.errorf("debian: rep %d: %v", rep, err)
+		}
+	}
+	return s
+}
+
+func (b *bench) debianSetup(s *Scenario) (string, error) {
+	raw, err := os.ReadFile(filepath.Join(b.root, "recipes", "mastodon", "streaming-hermetic.yaml"))
+	if err != nil {
+		return "", err
+	}
+	// The recipe's base block, as committed.
+	text := string(raw)
+	i, j := strings.Index(text, "\nbase:\n"), strings.Index(text, "\nbuild:\n")
+	if i < 0 || j < i {
+		return "", fmt.Errorf("recipes/mastodon/streaming-hermetic.yaml: no base: block before build: (update bench/cmd/hermetic)")
+	}
+	base, err := replaceAll(text[i+1:j+1], "    suite: sid\n", "    suite: sid\n    allowExpired: true\n")
+	if err != nil {
+		return "", err
+	}
+	if base, err = b.withMirror(base, "sid"); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(b.work, "debian")
+	up := filepath.Join(dir, "up")
+	if err := writeFiles(up, map[string]string{"README": "the Debian base alone\n"}); err != nil {
+		return "", err
+	}
+	if _, err := git(up, "init", "-q", "-b", "main"); err != nil {
+		return "", err
+	}
+	if _, err := commitAll(up, "import"); err != nil {
+		return "", err
+	}
+	body := "apiVersion: vmbuild/v1\nname: sid-node-base\nupstream: {git: ./up, ref: main}\nplatform: linux/amd64\n" + base +
+		"build:\n  layers:\n    - name: probe\n      run: node --version > /opt/mastodon/node-version\n      outputs: [/opt/mastodon/node-version]\n" +
+		"image:\n  workdir: /opt/mastodon\n  include: [README]\n"
+	path := filepath.Join(dir, "base.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		return "", err
+	}
+	s.Setup = append(s.Setup,
+		"Recipe: the `base:` block of recipes/mastodon/streaming-hermetic.yaml as committed (sid: nodejs, ca-certificates, dash; user and group mastodon) with `allowExpired: true` and `mirror:` the counting archive proxy, and one small layer (`node --version`, which a recipe needs: vmbuild wants at least one); the image is the base, a one-file source tree and that layer.",
+		"Lock: `lock.Resolver` as `vmbuild lock` uses it, with a fresh lock each time (no previous lock to keep pins from). Cold: an empty Debian index cache (InRelease, then the Packages index downloaded and checked against it); warm: the cache the cold lock filled (the InRelease is always fetched; the Packages file is read from the cache when its sha256 still matches).",
+		"Build: cold on a fresh buildkitd (every .deb fetched from deb.debian.org and unpacked), warm on the same daemon right after.")
+	return path, nil
+}
+
+func (b *bench) debianSequence(ctx context.Context, s *Scenario, path string, rep int) error {
+	record := func(phase string, run Run, err error) {
+		run.Contender, run.Phase, run.Rep = "hermetic", phase, rep
+		if err != nil {
+			run.Err = err.Error()
+		}
+		s.Runs = append(s.Runs, run)
+		b.log.Info("debian", "rep", rep, "phase", phase, "wall", run.Wall.Round(10*time.Millisecond), "debs", run.Debs, "archive", run.Archive.String())
+	}
+	cache := filepath.Join(b.work, "cache", fmt.Sprintf("debian-cold-%d", rep))
+	defer os.RemoveAll(cache)
+	var pinned int
+	for _, phase := range []string{"lock-cold", "lock-warm"} {
+		_, l, run, err := b.lock(ctx, path, lockOpts{Fresh: true, DebCache: cache})
+		if err == nil {
+			run.Pinned = l.Debian.Packages
+			if pinned != 0 && pinned != run.Pinned {
+				err = fmt.Errorf("%w: the warm lock pinned %d packages, the cold one %d", errCheck, run.Pinned, pinned)
+			}
+			pinned = run.Pinned
+			s.Facts["debianPackages"] = l.Debian.Packages
+			s.Facts["debianInRelease"] = l.Debian.InRelease.Date.Format("2006-01-02") + " (" + l.Debian.Suite + ", " + l.Debian.InRelease.URL + ")"
+			var size int64
+			for _, p := range l.DepsLock.Base.Packages {
+				size += p.Size
+			}
+			s.Facts["debBytes"] = size
+		}
+		record(phase, run, err)
+		if err != nil {
+			return err
+		}
+	}
+	r, l, _, err := b.lock(ctx, path, lockOpts{})
+	if err != nil {
+		return err
+	}
+	d, err := b.startDaemon(ctx)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	out := filepath.Join(b.work, "oci", fmt.Sprintf("debian-%d", rep))
+	defer os.RemoveAll(out)
+	var cold Run
+	for _, phase := range []string{"cold", "warm"} {
+		_, run, err := b.build(ctx, d, r, l, out, fmt.Sprintf("debian-%s-%d", phase, rep))
+		if err == nil {
+			switch {
+			case phase == "cold" && (run.Debs != l.Debian.Packages || run.Unpacked != l.Debian.Packages):
+				err = fmt.Errorf("%w: the cold build fetched %d and unpacked %d of %d .debs", errCheck, run.Debs, run.Unpacked, l.Debian.Packages)
+			case phase == "warm" && (run.Debs != 0 || run.Unpacked != 0):
+				err = fmt.Errorf("%w: the warm build fetched %d and unpacked %d .debs", errCheck, run.Debs, run.Unpacked)
+			case phase == "warm" && run.Digest != cold.Digest:
+				err = fmt.Errorf("%w: the warm build gave %s, the cold one %s", errCheck, run.Digest, cold.Digest)
+			}
+		}
+		record(phase, run, err)
+		if err != nil {
+			return err
+		}
+		cold = run
+	}
+	return nil
+}

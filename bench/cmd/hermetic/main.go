@@ -1,0 +1,337 @@
+// Command hermetic is vmbuild's benchmark of hermetic dependencies
+// (issues #12, #13, #14); run it as bench/run-hermetic.
+//
+// It starts its own buildkitd for every sequence (a fresh state directory:
+// a cold build is really cold) and its own loopback services (a counting
+// proxy in front of the npm registry, a gem source), and measures, with
+// the library vmbuild's CLI uses (lock.Resolver, build.Build):
+//
+//   - yarn: the real Mastodon streaming server (a clone of the bundle),
+//     hermetic (the committed recipe) against a baseline layer that runs
+//     Yarn with the network: lock, cold build, no-op rebuild, and a real
+//     one-package bump made by Yarn on the host; and the streaming image's
+//     cold and bump builds (#14);
+//   - bundler: ~36 gems built here (a few with C extensions), hermetic per
+//     gem, hermetic all at once, and `bundle install` with the network;
+//   - npm: a real package-lock.json, hermetic (cold, no-op, bump);
+//   - debian: the sid nodejs base: lock with a cold and a warm index cache,
+//     cold and warm builds (#13).
+//
+// It writes bench/RESULTS-hermetic.md and .json (--quick: 1 repetition,
+// bench/RESULTS-hermetic-quick.md, gitignored). It fails (exit 1) on a
+// harness error (a lock or build that fails, a check that does not hold:
+// a no-op rebuild that fetched, a cold build that was not cold); it asserts
+// no times. It needs root, runc, git, node, ruby (gem) and bin/ (make
+// tools build), and the network: registry.npmjs.org, registry.yarnpkg.com
+// and deb.debian.org.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/vmbuild/vmbuild/bench/internal/harness"
+)
+
+var allScenarios = []string{"yarn", "bundler", "npm", "debian"}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	quick := flag.Bool("quick", false, "harness check (CI): 1 repetition of every scenario; writes bench/RESULTS-hermetic-quick.md")
+	reps := flag.Int("reps", 0, "repetitions of every sequence (default 3, or 1 with --quick)")
+	out := flag.String("out", "", "results markdown file (default bench/RESULTS-hermetic.md, or bench/RESULTS-hermetic-quick.md with --quick); the JSON goes beside it")
+	only := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(allScenarios, ",")+")")
+	keep := flag.Bool("keep", false, "keep the work directory after a successful run")
+	render := flag.String("render", "", "only re-render the markdown from a results JSON file; measures nothing")
+	verbose := flag.Bool("verbose", false, "log vmbuild's own lines (lock and build) too")
+	bundle := flag.String("bundle", "", "the Mastodon git bundle (default ../shared/fixtures/mastodon/mastodon-main.bundle from the checkout, read in place)")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: bench/run-hermetic [--quick] [flags]\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	_ = log.SetLevel("error")
+
+	if *render != "" {
+		return rerender(logger, *render, *out)
+	}
+	root, err := findRoot()
+	if err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	n := *reps
+	if n == 0 {
+		n = 3
+		if *quick {
+			n = 1
+		}
+	}
+	scen := allScenarios
+	if *only != "" {
+		scen = strings.Split(*only, ",")
+		for _, s := range scen {
+			if !contains(allScenarios, s) {
+				logger.Error("unknown scenario", "scenario", s, "known", allScenarios)
+				return 2
+			}
+		}
+	}
+	mdPath := *out
+	if mdPath == "" {
+		mdPath = filepath.Join(root, "bench", "RESULTS-hermetic.md")
+		if *quick {
+			mdPath = filepath.Join(root, "bench", "RESULTS-hermetic-quick.md")
+		}
+	}
+	if !*quick && *out == "" && (n < 3 || *only != "") {
+		logger.Error("a partial run (fewer than 3 repetitions, or some scenarios) must not overwrite bench/RESULTS-hermetic.md: give --out")
+		return 2
+	}
+	bundlePath := *bundle
+	if bundlePath == "" {
+		bundlePath = filepath.Join(filepath.Dir(root), "shared", "fixtures", "mastodon", "mastodon-main.bundle")
+		if _, err := os.Stat(bundlePath); err != nil {
+			// A worktree beside the main checkout: /work/wt-x → /work/shared.
+			if alt := filepath.Join(filepath.Dir(filepath.Dir(root)), "shared", "fixtures", "mastodon", "mastodon-main.bundle"); fileExists(alt) {
+				bundlePath = alt
+			}
+		}
+	}
+	if err := preflight(root, bundlePath, scen); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	command := "bench/run-hermetic"
+	if len(os.Args) > 1 {
+		command += " " + strings.Join(os.Args[1:], " ")
+	}
+
+	work, err := os.MkdirTemp("", "vmbench-hermetic-")
+	if err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	b := &bench{
+		root: root, work: work, quick: *quick, reps: n, log: logger,
+		bins: map[string]string{
+			"buildkitd":      filepath.Join(root, "bin", "buildkitd"),
+			"buildctl":       filepath.Join(root, "bin", "buildctl"),
+			"vmbuild":        filepath.Join(root, "bin", "vmbuild"),
+			"vmbuild-helper": filepath.Join(root, "bin", "vmbuild-helper"),
+		},
+		res:      &Results{Command: command, Quick: *quick, Reps: n, Started: time.Now().UTC()},
+		debCache: filepath.Join(work, "cache", "debian"),
+	}
+	if *verbose {
+		b.verbose = logger.With("from", "vmbuild")
+	}
+	if b.archive, err = harness.NewProxyCounter("https://deb.debian.org"); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	defer b.archive.Close()
+	defer func() { b.gitd.Stop() }()
+	b.res.Machine = harness.DescribeMachine(ctx, root, b.bins)
+	addVersions(ctx, b.res.Machine.Versions)
+	logger.Info("hermetic benchmark starting", "scenarios", scen, "reps", n, "work", work, "out", mdPath)
+	b.res.Machine.StartSampling()
+	for _, sc := range scen {
+		if ctx.Err() != nil {
+			break
+		}
+		t0 := time.Now()
+		switch sc {
+		case "yarn":
+			b.yarn(ctx, bundlePath)
+		case "bundler":
+			b.bundler(ctx)
+		case "npm":
+			b.npm(ctx)
+		case "debian":
+			b.debian(ctx)
+		}
+		b.endScenario()
+		logger.Info("scenario done", "scenario", sc, "took", time.Since(t0).Round(time.Second))
+	}
+	b.res.Machine.StopSampling()
+	b.res.Finished = time.Now().UTC()
+	if ctx.Err() != nil {
+		b.errorf("interrupted: %v", ctx.Err())
+	}
+	for _, s := range b.res.Scenarios {
+		for _, r := range s.Runs {
+			if !r.OK() {
+				b.res.Errors = appendOnce(b.res.Errors, fmt.Sprintf("%s: %s %s rep %d: %s", s.ID, r.Contender, r.Phase, r.Rep, firstLine(r.Err)))
+			}
+		}
+	}
+	logger.Info("hermetic benchmark finished", "took", b.res.Finished.Sub(b.res.Started).Round(time.Second))
+
+	code := 0
+	if err := write(b.res, mdPath); err != nil {
+		logger.Error("writing results", "err", err)
+		code = 1
+	} else {
+		logger.Info("wrote results", "file", mdPath)
+	}
+	for _, e := range b.res.Errors {
+		fmt.Fprintln(os.Stderr, "error:", firstLine(e))
+	}
+	if len(b.res.Errors) > 0 {
+		code = 1
+	}
+	fmt.Println(summary(b.res))
+	if code != 0 || *keep {
+		logger.Info("work directory kept", "dir", work)
+	} else if err := os.RemoveAll(work); err != nil {
+		logger.Warn("removing the work directory", "dir", work, "err", err)
+	}
+	return code
+}
+
+// preflight checks the tools the scenarios need, before anything starts.
+func preflight(root, bundle string, scen []string) error {
+	var missing []string
+	for _, b := range []string{"buildkitd", "vmbuild", "vmbuild-helper"} {
+		if !fileExists(filepath.Join(root, "bin", b)) {
+			missing = append(missing, "bin/"+b+" (make tools build)")
+		}
+	}
+	need := []string{"git", "runc"}
+	if contains(scen, "yarn") || contains(scen, "npm") {
+		need = append(need, "node")
+	}
+	if contains(scen, "bundler") {
+		need = append(need, "gem")
+	}
+	for _, p := range need {
+		if _, err := exec.LookPath(p); err != nil {
+			missing = append(missing, p+" in $PATH")
+		}
+	}
+	if contains(scen, "yarn") && !fileExists(bundle) {
+		missing = append(missing, "the Mastodon bundle at "+bundle+" (--bundle)")
+	}
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (buildkitd with runc)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("bench/run-hermetic needs: %s", strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+func addVersions(ctx context.Context, v map[string]string) {
+	for name, argv := range map[string][]string{
+		"node": {"node", "--version"},
+		"ruby": {"ruby", "--version"},
+		"gem":  {"gem", "--version"},
+	} {
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).Output()
+		if err == nil {
+			v[name] = strings.TrimSpace(string(out))
+		}
+	}
+}
+
+func write(res *Results, mdPath string) error {
+	if err := os.MkdirAll(filepath.Dir(mdPath), 0o755); err != nil {
+		return err
+	}
+	j, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	jsonPath := strings.TrimSuffix(mdPath, filepath.Ext(mdPath)) + ".json"
+	if err := os.WriteFile(jsonPath, append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(mdPath, []byte(res.Markdown(filepath.Base(jsonPath))), 0o644)
+}
+
+func rerender(logger *slog.Logger, jsonPath, mdPath string) int {
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		logger.Error("reading results", "file", jsonPath, "err", err)
+		return 1
+	}
+	if mdPath == "" {
+		mdPath = strings.TrimSuffix(jsonPath, filepath.Ext(jsonPath)) + ".md"
+	}
+	if err := os.WriteFile(mdPath, []byte(res.Markdown(filepath.Base(jsonPath))), 0o644); err != nil {
+		logger.Error(err.Error())
+		return 1
+	}
+	logger.Info("re-rendered", "from", jsonPath, "file", mdPath)
+	return 0
+}
+
+func findRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/vmbuild/vmbuild\n") {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("not inside the vmbuild checkout (no go.mod of github.com/vmbuild/vmbuild above %s)", wd)
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func appendOnce(xs []string, x string) []string {
+	for _, y := range xs {
+		if strings.Contains(y, x) || strings.Contains(x, y) {
+			return xs
+		}
+	}
+	return append(xs, x)
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

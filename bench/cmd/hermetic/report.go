@@ -1,0 +1,508 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Target is one of the issues' targets, evaluated.
+type Target struct {
+	Name   string
+	Figure string
+	Status string // met, missed, held, failed, n/a
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func (r *Results) scenario(id string) *Scenario {
+	for _, s := range r.Scenarios {
+		if s != nil && s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// Targets evaluates the targets the issues name, against the medians.
+func (r *Results) Targets() []Target {
+	var ts []Target
+	if y := r.scenario("yarn"); y != nil {
+		hb, bb, hc := y.agg("hermetic", "bump"), y.agg("baseline", "bump"), y.agg("hermetic", "cold")
+		t := Target{Name: "#12: a single-package bump costs ≤ 0.2× a full reinstall (Yarn, Mastodon streaming)", Status: "n/a"}
+		if hb.N > 0 && bb.N > 0 && hc.N > 0 {
+			x, xc := ratio(hb.Wall, bb.Wall), ratio(hb.Wall, hc.Wall)
+			t.Figure = fmt.Sprintf("hermetic bump %s s vs the baseline's bump (Yarn reinstalling with the network) %s s: **%.2f×**; vs the hermetic cold build %s s: %.2f×", secs(hb.Wall), secs(bb.Wall), x, secs(hc.Wall), xc)
+			if hb.StepTime > 0 && bb.StepTime > 0 {
+				t.Figure += fmt.Sprintf("; the node-modules step alone %s s vs %s s (%.2f×)", secs(hb.StepTime), secs(bb.StepTime), ratio(hb.StepTime, bb.StepTime))
+			}
+			t.Status = "missed"
+			if x <= 0.2 {
+				t.Status = "met"
+			}
+		}
+		ts = append(ts, t)
+		noop := Target{Name: "#12: a rebuild of the same lock fetches nothing (asserted)", Status: "n/a"}
+		if a := y.agg("hermetic", "noop"); a.N > 0 {
+			noop.Figure = fmt.Sprintf("hermetic no-op: %d requests to the registry, %d to the archive, in %d of %d repetitions; %s s", a.Requests, a.First.Archive.Requests, a.N, r.Reps, secs(a.Wall))
+			noop.Status = "held"
+		}
+		ts = append(ts, noop)
+	}
+	if g := r.scenario("bundler"); g != nil {
+		p, c := g.agg("hermetic-pergem", "bump-plain"), g.agg("hermetic-pergem", "bump-cext")
+		t := Target{Name: "#12: a one-gem bump re-runs that gem's step and its dependents' only; a C extension compiles again only when it depends on the bumped gem (per-gem, asserted)", Status: "n/a"}
+		if p.N > 0 && c.N > 0 {
+			t.Figure = fmt.Sprintf("bump of %s: %d gem steps re-ran (%s), no C extension; bump of %s: %d re-ran (%s), C extensions %s compiled again", bumpPlain, len(p.First.GemStepsRan), strings.Join(p.First.GemStepsRan, ", "), bumpCExt, len(c.First.GemStepsRan), strings.Join(c.First.GemStepsRan, ", "), strings.Join(cextsOver(c.First.GemStepsRan), " and "))
+			t.Status = "held"
+		}
+		ts = append(ts, t)
+	}
+	if d := r.scenario("debian"); d != nil {
+		t := Target{Name: "#13: a warm rebuild of the Debian base fetches and unpacks nothing, same digest (asserted)", Status: "n/a"}
+		if a, c := d.agg("hermetic", "warm"), d.agg("hermetic", "cold"); a.N > 0 && c.N > 0 {
+			t.Figure = fmt.Sprintf("cold %s s (%d .debs, %s), warm %s s (0 fetched, 0 unpacked)", secs(c.Wall), c.First.Debs, size(c.DebBytes), secs(a.Wall))
+			t.Status = "held"
+		}
+		ts = append(ts, t)
+	}
+	for _, s := range r.Scenarios {
+		if s == nil {
+			continue
+		}
+		for _, run := range s.Runs {
+			if !run.OK() {
+				for i := range ts {
+					if strings.HasPrefix(ts[i].Name, "#") && ts[i].Status == "held" && strings.Contains(run.Err, "check failed") {
+						ts[i].Status = "failed"
+					}
+				}
+			}
+		}
+	}
+	return ts
+}
+
+// summary is what the program prints at the end.
+func summary(r *Results) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nTargets (%d repetition(s)):\n", r.Reps)
+	for _, t := range r.Targets() {
+		fmt.Fprintf(&b, "  [%s] %s: %s\n", t.Status, t.Name, strings.ReplaceAll(t.Figure, "**", ""))
+	}
+	return b.String()
+}
+
+var phaseTitles = map[string]string{
+	"lock":         "lock (no download cache)",
+	"lock-cold":    "lock, cold Debian index cache",
+	"lock-warm":    "lock, warm Debian index cache",
+	"cold":         "cold build (fresh buildkitd)",
+	"warm":         "warm rebuild (same daemon)",
+	"noop":         "no-op rebuild (same lock)",
+	"relock":       "re-lock at the bump",
+	"bump":         "rebuild after the bump",
+	"relock-plain": "re-lock: " + bumpPlain + " bumped",
+	"bump-plain":   "rebuild: " + bumpPlain + " bumped (no C extension needs it)",
+	"relock-cext":  "re-lock: " + bumpCExt + " bumped",
+	"bump-cext":    "rebuild: " + bumpCExt + " bumped (cext1, cext3 compile against it)",
+}
+
+func wallCell(a Agg) string {
+	if a.N == 0 {
+		return "—"
+	}
+	if a.N == 1 {
+		return secs(a.Wall)
+	}
+	return fmt.Sprintf("%s <sub>%s–%s</sub>", secs(a.Wall), secs(a.Min), secs(a.Max))
+}
+
+// phases lists a scenario's phases in the order they ran.
+func (s *Scenario) phases() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range s.Runs {
+		if !seen[r.Phase] {
+			seen[r.Phase] = true
+			out = append(out, r.Phase)
+		}
+	}
+	return out
+}
+
+func (s *Scenario) contenders() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range s.Runs {
+		if !seen[r.Contender] {
+			seen[r.Contender] = true
+			out = append(out, r.Contender)
+		}
+	}
+	order := map[string]int{"hermetic": 0, "hermetic-pergem": 1, "hermetic-all": 2, "baseline": 3}
+	sort.SliceStable(out, func(i, j int) bool { return order[out[i]] < order[out[j]] })
+	return out
+}
+
+func isLock(phase string) bool {
+	return strings.HasPrefix(phase, "lock") || strings.HasPrefix(phase, "relock")
+}
+
+// table renders a scenario's runs: one row per contender × phase.
+func (s *Scenario) table(b *strings.Builder, gems bool) {
+	pkgWord := "packages"
+	if gems {
+		pkgWord = "gems"
+	}
+	fmt.Fprintf(b, "| contender | run | wall (s): median <sub>range</sub> | %s fetched | bytes fetched | .debs fetched | steps re-run |\n", pkgWord)
+	b.WriteString("|---|---|---:|---:|---:|---:|---|\n")
+	for _, c := range s.contenders() {
+		for _, ph := range s.phases() {
+			a := s.agg(c, ph)
+			if a.N == 0 {
+				if s.hasRun(c, ph) {
+					fmt.Fprintf(b, "| %s | %s | failed | | | | |\n", c, title(ph))
+				}
+				continue
+			}
+			var pk, by, debs, steps string
+			if isLock(ph) {
+				pk = fmt.Sprintf("%d downloaded to hash", a.Packages)
+				if a.Packages == 0 {
+					pk = "0"
+				}
+				by = size(a.Bytes)
+				debs = "index: " + size(a.DebBytes)
+				if a.DebBytes == 0 {
+					debs = "0"
+				}
+				steps = ""
+				if len(a.First.Changes) > 0 {
+					steps = "lock: " + strings.Join(a.First.Changes, "; ")
+				}
+			} else {
+				pk = fmt.Sprintf("%d", a.Packages)
+				by = size(a.Bytes)
+				debs = fmt.Sprintf("%d (%s)", a.Debs, size(a.DebBytes))
+				if a.Debs == 0 {
+					debs = "0"
+				}
+				steps = stepsCell(a.First, gems)
+			}
+			if len(a.Differing) > 0 {
+				steps += " (differs in " + strings.Join(a.Differing, ", ") + ")"
+			}
+			t := title(ph)
+			if a.First.ReusedDaemon && ph == "cold" {
+				t += " — **--quick: the scenario's daemon, not cold**"
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", c, t, wallCell(a), pk, by, debs, steps)
+		}
+	}
+}
+
+func (s *Scenario) hasRun(c, ph string) bool {
+	for _, r := range s.Runs {
+		if r.Contender == c && r.Phase == ph {
+			return true
+		}
+	}
+	return false
+}
+
+func title(ph string) string {
+	if t, ok := phaseTitles[ph]; ok {
+		return t
+	}
+	return ph
+}
+
+func stepsCell(r Run, gems bool) string {
+	var parts []string
+	if len(r.LayerSteps) == 0 {
+		parts = append(parts, "0")
+	} else {
+		parts = append(parts, fmt.Sprintf("layer %s (%s s)", strings.Join(r.LayerSteps, ", "), secs(r.LayerStepTime)))
+	}
+	if r.Unpacked > 0 {
+		parts = append(parts, fmt.Sprintf("%d .debs unpacked", r.Unpacked))
+	}
+	if gems && (len(r.GemStepsRan) > 0 || r.GemStepsCached > 0) {
+		s := fmt.Sprintf("%d gem installs ran, %d cache hits", len(r.GemStepsRan), r.GemStepsCached)
+		if n := len(r.GemStepsRan); n > 0 && n < 34 {
+			s += " (" + strings.Join(r.GemStepsRan, ", ") + ")"
+		}
+		if cx := cextsOver(r.GemStepsRan); len(cx) > 0 {
+			s += fmt.Sprintf("; C extensions compiled: %s", strings.Join(cx, ", "))
+		} else if len(r.GemStepsRan) > 0 {
+			s += "; no C extension compiled"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// breakdown renders where a build's time went (medians).
+func (s *Scenario) breakdown(c, ph string) string {
+	var rs []Run
+	for _, r := range s.Runs {
+		if r.Contender == c && r.Phase == ph && r.OK() {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) == 0 {
+		return ""
+	}
+	parts := map[string][]time.Duration{}
+	for _, r := range rs {
+		for k, v := range r.Breakdown {
+			parts[k] = append(parts[k], v)
+		}
+	}
+	names := map[string]string{
+		"source": "fetching the commit (BuildKit's git source)", "fetches": "fetches (in parallel, summed)", "unpacks": ".deb unpacks (in parallel, summed)",
+		"base": "assembling the base", "mirror": "the pinned packages' mirror", "gem-installs": "per-gem installs (some in parallel, summed)",
+		"layer": "the layer's run", "outputs": "the layer's outputs", "export": "exporting the image",
+	}
+	var out []string
+	for _, k := range []string{"source", "fetches", "unpacks", "base", "mirror", "gem-installs", "layer", "outputs", "export"} {
+		if v, ok := parts[k]; ok {
+			out = append(out, fmt.Sprintf("%s %s s", names[k], secs(medianDur(v))))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// Markdown renders the results in the style of bench/RESULTS.md.
+func (r *Results) Markdown(jsonName string) string {
+	var b strings.Builder
+	b.WriteString("# vmbuild hermetic dependencies benchmark\n\n")
+	fmt.Fprintf(&b, "Generated by `%s` on %s (%s to %s UTC). Medians of %d repetition(s) of every sequence. Raw figures: `%s`.\n\n",
+		r.Command, r.Started.Format("2006-01-02"), r.Started.Format("15:04"), r.Finished.Format("15:04"), r.Reps, jsonName)
+	b.WriteString("Reproduce: `bench/run-hermetic` (from the repository root, as root; needs `make tools build`, node, ruby with `gem`, and the network: registry.npmjs.org, registry.yarnpkg.com, deb.debian.org). `bench/run-hermetic --quick` is the harness check (1 repetition). See [docs/benchmarks.md](../docs/benchmarks.md).\n\n")
+	if r.Quick {
+		b.WriteString("**Quick run** (a harness check): one repetition, and the sequences of a scenario share one buildkitd (only the first one's cold build is cold); the figures are not for quoting.\n\n")
+	}
+	if len(r.Errors) > 0 {
+		b.WriteString("**The run had harness errors** (it exited 1):\n\n")
+		for _, e := range r.Errors {
+			fmt.Fprintf(&b, "- %s\n", firstLine(e))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("## Targets\n\n| target | where we stand | status |\n|---|---|---|\n")
+	for _, t := range r.Targets() {
+		fmt.Fprintf(&b, "| %s | %s | **%s** |\n", t.Name, t.Figure, t.Status)
+	}
+	b.WriteString("\n")
+	r.yarnWhy(&b)
+
+	n := 0
+	for _, s := range r.Scenarios {
+		if s == nil {
+			continue
+		}
+		n++
+		fmt.Fprintf(&b, "## %d. %s\n\n", n, s.Title)
+		if s.Skipped != "" {
+			fmt.Fprintf(&b, "Not run: %s\n\n", s.Skipped)
+			continue
+		}
+		for _, l := range s.Setup {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+		b.WriteString("\n")
+		s.table(&b, s.ID == "bundler")
+		b.WriteString("\n")
+		switch s.ID {
+		case "yarn":
+			r.yarnNotes(&b, s)
+		case "bundler":
+			r.gemNotes(&b, s)
+		case "debian":
+			r.debianNotes(&b, s)
+		case "npm":
+			r.buildNotes(&b, s, []string{"hermetic", "baseline"}, []string{"cold", "bump"})
+		}
+		for _, l := range s.Notes {
+			fmt.Fprintf(&b, "- %s\n", l)
+		}
+		b.WriteString("\n")
+	}
+	if y := r.scenario("yarn"); y != nil {
+		r.streaming(&b, y)
+	}
+
+	b.WriteString(`## How each figure is measured
+
+- **Daemons**: every sequence (one contender, one repetition) starts its own buildkitd (harness.StartBuildKitd: a fresh state directory, ` + "`gc = false`" + `, allowed the network.host entitlement as vmbuild's managed daemon is) and stops and removes it at the end, so each cold build is really cold: no fetch, unpack or step of another sequence is in its cache. The order of contenders rotates between repetitions.
+- **Locks and builds** are made in-process with the library vmbuild's CLI uses: ` + "`lock.Resolver.Resolve`" + ` (as ` + "`vmbuild lock`" + `, with a fresh ` + "`deps.Fetcher`" + ` with no download cache for every lock, the Debian index cache shared by the run except in the Debian scenario, git's cache warm) and ` + "`build.Build`" + ` into an OCI layout (as ` + "`vmbuild build --output oci:DIR`" + `, the layout reused within a sequence, as the CLI's default ` + "`out/NAME`" + ` is; no push, no signing). **Wall time** is from the call to its return.
+- **Fetched**: every download goes through a counting reverse proxy on loopback: one in front of deb.debian.org (every recipe's ` + "`base.debian.mirror`" + `; the .debs and, for locks, the index), one in front of the npm registry or Yarn's (the layers' ` + "`deps.registry`" + `, or the package manager's registry setting in the baselines), and the gem source itself. *Packages fetched* are the package downloads the proxy served during the command (tarballs, .gem files; the pinned package manager counts as one), *bytes* every byte it served (package documents and indexes included). For a lock, *packages* are what vmbuild's fetcher downloaded to hash (Yarn Berry and Gemfile.lock have no sha256 of the download: trust on first use), and *.debs* the Debian index read. BuildKit's fetch vertices are not used to count: on a warm daemon they "run" in microseconds to compute their cache key (the checksum) and download nothing.
+- **Steps re-run**: from BuildKit's status stream (` + "`build.Result`" + `): the native layer steps that ran (not cache hits) and BuildKit's time for them; the base's .deb unpack steps that ran; the per-gem ` + "`gem install`" + ` steps that ran and the cache hits. The JSON has each build's time split by part (` + "`breakdownNs`" + `).
+- **Checks** (the run fails, exit 1, if one does not hold; no time is asserted): a cold build fetches the base and runs every layer; a no-op rebuild of the same lock makes no request to any proxy, runs no step and gives the same digest; a hermetic bump fetches only the packages the bump moved (Yarn: at most the resolutions it added; npm: dotenv 16.4.7; gems: the one bumped gem) and, per gem, re-runs exactly the bumped gem's install and its dependents'; the Debian lock pins the same packages cold and warm, and a warm base build fetches and unpacks nothing.
+
+`)
+	r.machine(&b)
+	fmt.Fprintf(&b, "\n## Raw results\n\nEvery run's figures are in `%s` (times in nanoseconds).\n", jsonName)
+	return b.String()
+}
+
+// yarnWhy explains the Yarn target's figure.
+func (r *Results) yarnWhy(b *strings.Builder) {
+	y := r.scenario("yarn")
+	if y == nil {
+		return
+	}
+	hb, bb := y.agg("hermetic", "bump"), y.agg("baseline", "bump")
+	if hb.N == 0 || bb.N == 0 {
+		return
+	}
+	fmt.Fprintf(b, "Why the bump costs what it does: the hermetic bump fetched %d packages (%s) and the baseline %d, but both re-run the whole node-modules layer: vmbuild pins and fetches per package, and BuildKit caches per package, but `yarn workspaces focus` still links every one of the %v packages into node_modules (offline from the loopback mirror, or from the registry). Where the hermetic bump's %s s went (medians): %s. The baseline's: %s. The package fetches are the part the pins make incremental; the rest is per layer.\n\n",
+		hb.Packages, size(hb.Bytes), bb.Packages, y.Facts["pinnedPackages"], secs(hb.Wall), y.breakdown("hermetic", "bump"), y.breakdown("baseline", "bump"))
+}
+
+func (r *Results) yarnNotes(b *strings.Builder, s *Scenario) {
+	if v, ok := s.Facts["pinnedPackages"]; ok {
+		fmt.Fprintf(b, "- The lock pins %v packages for the streaming workspace's production dependencies, plus Yarn (`%v`), and %v Debian packages (sid's index of %v).\n", v, s.Facts["toolPin"], s.Facts["debianPackages"], s.Facts["debianInRelease"])
+	}
+	if a, ok := s.Facts["bumpAdded"]; ok {
+		fmt.Fprintf(b, "- The bump (`yarn up %s@%s`, %.1f s on the host) added the resolutions %s and removed %s: `yarn up` moved pg's own dependencies within their ranges too.\n",
+			bumpPackage, bumpTo, s.Facts["bumpYarnUpSeconds"], codeList(anyStrings(a)), codeList(anyStrings(s.Facts["bumpRemoved"])))
+	}
+	rl := s.agg("hermetic", "relock")
+	if rl.N > 0 {
+		fmt.Fprintf(b, "- The re-lock downloaded %d packages (%s) to hash them; the other pins were kept from the previous lock (same URL and lockfile checksum). It changed: %s.\n", rl.Packages, size(rl.Bytes), strings.Join(rl.First.Changes, "; "))
+	}
+	hb := s.agg("hermetic", "bump")
+	if hb.N > 0 {
+		fmt.Fprintf(b, "- The hermetic rebuild after the bump fetched %d packages (%s) from the registry proxy: %s; every other package and every .deb was a cache hit (no request).\n", hb.Packages, size(hb.Bytes), codeList(hb.First.Proxy.Paths))
+	}
+	r.buildNotes(b, s, []string{"hermetic", "baseline"}, []string{"cold", "bump"})
+}
+
+func (r *Results) buildNotes(b *strings.Builder, s *Scenario, contenders, phases []string) {
+	for _, c := range contenders {
+		for _, ph := range phases {
+			if bd := s.breakdown(c, ph); bd != "" {
+				fmt.Fprintf(b, "- %s, %s: %s (BuildKit's time per part, medians).\n", c, title(ph), bd)
+			}
+		}
+	}
+}
+
+func (r *Results) gemNotes(b *strings.Builder, s *Scenario) {
+	fmt.Fprintf(b, "- By vmbuild's design a gem's step runs on its dependencies' installs, so a bump re-runs the bumped gem's step and those of every gem that requires it, transitively: for %s that is %s; for %s, %s. Strictly, only the C extensions need their dependencies at install time (a pure-Ruby gem's `gem install --ignore-dependencies` does not read them): the minimum would be %s, and %s.\n",
+		bumpPlain, codeList(dependents(bumpPlain)), bumpCExt, codeList(dependents(bumpCExt)),
+		codeList([]string{bumpPlain}), codeList(append([]string{bumpCExt}, cextsOver(dependents(bumpCExt))...)))
+	fmt.Fprintf(b, "- hermetic-all and baseline re-run the one `bundle install` step on any bump: every gem is installed again and all four C extensions compile again.\n")
+	r.buildNotes(b, s, []string{"hermetic-pergem", "hermetic-all", "baseline"}, []string{"cold", "bump-plain", "bump-cext"})
+}
+
+func (r *Results) debianNotes(b *strings.Builder, s *Scenario) {
+	fmt.Fprintf(b, "- The base is %v packages, %v of .debs; sid's index: %v.\n", s.Facts["debianPackages"], sizeAny(s.Facts["debBytes"]), s.Facts["debianInRelease"])
+	r.buildNotes(b, s, []string{"hermetic"}, []string{"cold"})
+}
+
+// streaming is scenario 5 (#14): the streaming image's cold and bump
+// figures, for the lead to quote in bench/RESULTS.md.
+func (r *Results) streaming(b *strings.Builder, y *Scenario) {
+	b.WriteString("## Mastodon streaming image (issue #14)\n\n")
+	b.WriteString("The full `mastodon-streaming` image (recipes/mastodon/streaming-hermetic.yaml on the real Mastodon source; Debian sid base of pinned .debs, the streaming workspace's packages, the source), from scenario 1's runs: the figures to quote.\n\n")
+	b.WriteString("| build | hermetic (the committed recipe) | baseline (Yarn with the network) |\n|---|---:|---:|\n")
+	row := func(name string, f func(c string) string) {
+		fmt.Fprintf(b, "| %s | %s | %s |\n", name, f("hermetic"), f("baseline"))
+	}
+	row("lock, first (s)", func(c string) string { return wallCell(y.agg(c, "lock")) })
+	row("cold build, fresh buildkitd (s)", func(c string) string { return wallCell(y.agg(c, "cold")) })
+	row("no-op rebuild (s)", func(c string) string { return wallCell(y.agg(c, "noop")) })
+	row("one-package bump: re-lock (s)", func(c string) string { return wallCell(y.agg(c, "relock")) })
+	row("one-package bump: rebuild (s)", func(c string) string { return wallCell(y.agg(c, "bump")) })
+	row("one-package bump: re-lock + rebuild (s, sum of medians)", func(c string) string {
+		a, bb := y.agg(c, "relock"), y.agg(c, "bump")
+		if a.N == 0 || bb.N == 0 {
+			return "—"
+		}
+		return secs(a.Wall + bb.Wall)
+	})
+	row("downloaded by the cold build", func(c string) string {
+		a := y.agg(c, "cold")
+		if a.N == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%d packages (%s) + %d .debs (%s)", a.Packages, size(a.Bytes), a.Debs, size(a.DebBytes))
+	})
+	row("downloaded by the bump's rebuild", func(c string) string {
+		a := y.agg(c, "bump")
+		if a.N == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%d packages (%s)", a.Packages, size(a.Bytes))
+	})
+	b.WriteString("\n")
+}
+
+func (r *Results) machine(b *strings.Builder) {
+	m := r.Machine
+	b.WriteString("## Machine\n\n")
+	fmt.Fprintf(b, "- CPU: %s, %d cores; memory %.0f GB\n", m.CPU, m.Cores, m.MemoryGB)
+	fmt.Fprintf(b, "- Kernel %s; %s; %s\n", m.Kernel, m.OS, m.Go)
+	fmt.Fprintf(b, "- Contention: before the first build, with the benchmark idle, other work kept the CPUs %.0f%% busy; load average (1, 5, 15 min) %s at start, %s at end; during the run the CPUs were busy %.0f%% of the time (all processes, the benchmark's included) and some task was waiting for a CPU %.0f%% of the time (/proc/pressure/cpu). The machine is shared with other work: that adds noise to every time, which the medians only damp. Compare figures within one run.\n",
+		m.BackgroundBusyCPU*100, m.LoadBefore, m.LoadAfter, m.BusyCPU*100, m.CPUPressure*100)
+	fmt.Fprintf(b, "- vmbuild checkout %s\n", m.Checkout)
+	var keys []string
+	for k := range m.Versions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(b, "- %s: %s\n", k, m.Versions[k])
+	}
+}
+
+func anyStrings(v any) []string {
+	switch x := v.(type) {
+	case []string:
+		return x
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, fmt.Sprint(e))
+		}
+		return out
+	}
+	return nil
+}
+
+func sizeAny(v any) string {
+	switch x := v.(type) {
+	case int64:
+		return size(x)
+	case float64:
+		return size(int64(x))
+	case json.Number:
+		n, _ := x.Int64()
+		return size(n)
+	}
+	return fmt.Sprint(v)
+}
