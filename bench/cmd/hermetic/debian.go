@@ -18,7 +18,7 @@ func (b *bench) debian(ctx context.Context) *Scenario {
 	s := &Scenario{ID: "debian", Title: "Debian base: the streaming recipe's sid nodejs base (issue #13)", Facts: map[string]any{}}
 	b.res.Scenarios = append(b.res.Scenarios, s)
 	b.pkgs, b.isPkg = nil, nil
-	path, err := b.debianSetup(s)
+	path, err := b.debianSetup(ctx, s)
 	if err != nil {
 		b.errorf("debian: setup: %v", err)
 		return s
@@ -34,7 +34,7 @@ func (b *bench) debian(ctx context.Context) *Scenario {
 	return s
 }
 
-func (b *bench) debianSetup(s *Scenario) (string, error) {
+func (b *bench) debianSetup(ctx context.Context, s *Scenario) (string, error) {
 	raw, err := os.ReadFile(filepath.Join(b.root, "recipes", "mastodon", "streaming-hermetic.yaml"))
 	if err != nil {
 		return "", err
@@ -53,17 +53,14 @@ func (b *bench) debianSetup(s *Scenario) (string, error) {
 		return "", err
 	}
 	dir := filepath.Join(b.work, "debian")
-	up := filepath.Join(dir, "up")
-	if err := writeFiles(up, map[string]string{"README": "the Debian base alone\n"}); err != nil {
+	repo, gitURL, err := b.newRepo(ctx, "debian-base", filepath.Join(dir, "up"))
+	if err != nil {
 		return "", err
 	}
-	if _, err := git(up, "init", "-q", "-b", "main"); err != nil {
+	if _, err := commitFiles(ctx, repo, 0, "import", map[string]string{"README": "the Debian base alone\n"}); err != nil {
 		return "", err
 	}
-	if _, err := commitAll(up, "import"); err != nil {
-		return "", err
-	}
-	body := "apiVersion: vmbuild/v1\nname: sid-node-base\nupstream: {git: ./up, ref: main}\nplatform: linux/amd64\n" + base +
+	body := "apiVersion: vmbuild/v1\nname: sid-node-base\nupstream: {git: " + gitURL + ", ref: main}\nplatform: linux/amd64\n" + base +
 		"build:\n  layers:\n    - name: probe\n      run: node --version > /opt/mastodon/node-version\n      outputs: [/opt/mastodon/node-version]\n" +
 		"image:\n  workdir: /opt/mastodon\n  include: [README]\n"
 	path := filepath.Join(dir, "base.yaml")

@@ -8,25 +8,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/util/progress/progressui"
 
+	"github.com/vmbuild/vmbuild/bench/internal/gen"
 	"github.com/vmbuild/vmbuild/bench/internal/harness"
 	"github.com/vmbuild/vmbuild/build"
 	"github.com/vmbuild/vmbuild/buildkit"
 	"github.com/vmbuild/vmbuild/deps"
 	"github.com/vmbuild/vmbuild/deps/deb"
+	"github.com/vmbuild/vmbuild/internal/testenv/detgit"
 	"github.com/vmbuild/vmbuild/lock"
 	"github.com/vmbuild/vmbuild/recipe"
 	"github.com/vmbuild/vmbuild/registry"
@@ -74,24 +74,74 @@ func (b *bench) buildkitd() (string, error) {
 	return p, os.WriteFile(p, []byte(script), 0o755)
 }
 
-// serveGit serves a bare clone of repo (every branch) as NAME.git with the
-// run's git daemon (started on first use) and returns its git:// URL.
-func (b *bench) serveGit(ctx context.Context, repo, name string) (string, error) {
-	base := filepath.Join(b.work, "git")
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", err
+// newRepo makes a repository of fixed identities and dates (detgit),
+// NAME.git in the run's git directory, with its work tree at workTree,
+// served by the run's git daemon; it returns the repository and its
+// git:// URL.
+func (b *bench) newRepo(ctx context.Context, name, workTree string) (*detgit.Repo, string, error) {
+	r, err := detgit.Init(ctx, filepath.Join(b.work, "git", name+".git"), workTree)
+	if err != nil {
+		return nil, "", fmt.Errorf("creating repository %s: %w", name, err)
 	}
-	if out, err := exec.CommandContext(ctx, "git", "clone", "-q", "--bare", repo, filepath.Join(base, name+".git")).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("git clone --bare %s: %v\n%s", repo, err, out)
+	u, err := b.serveGit(ctx, name)
+	return r, u, err
+}
+
+// cloneRepo clones src (a repository or bundle, every branch) as NAME.git
+// in the run's git directory, with its work tree at workTree checked out
+// at branch, served by the run's git daemon; it returns the repository and
+// its git:// URL.
+func (b *bench) cloneRepo(ctx context.Context, src, name, workTree, branch string) (*detgit.Repo, string, error) {
+	r := &detgit.Repo{GitDir: filepath.Join(b.work, "git", name+".git"), WorkTree: workTree}
+	if err := os.MkdirAll(workTree, 0o755); err != nil {
+		return nil, "", fmt.Errorf("creating the work tree of %s: %w", name, err)
 	}
+	cmd := exec.CommandContext(ctx, "git", "clone", "-q", "--bare", src, r.GitDir)
+	cmd.Env = detgit.Env()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("cloning %s: %w\n%s", src, err, out)
+	}
+	if _, err := r.Git(ctx, "checkout", "-q", "-f", branch); err != nil {
+		return nil, "", fmt.Errorf("checking out %s of %s: %w", branch, src, err)
+	}
+	u, err := b.serveGit(ctx, name)
+	return r, u, err
+}
+
+// serveGit starts the run's git daemon on first use, serving the run's git
+// directory, and returns NAME.git's URL.
+func (b *bench) serveGit(ctx context.Context, name string) (string, error) {
 	if b.gitd == nil {
-		g, err := harness.StartGitDaemon(ctx, base, filepath.Join(b.work, "git-daemon.log"), nil)
+		g, err := harness.StartGitDaemon(ctx, filepath.Join(b.work, "git"), filepath.Join(b.work, "git-daemon.log"), detgit.Env())
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("starting git daemon: %w", err)
 		}
 		b.gitd = g
 	}
 	return b.gitd.URL(name), nil
+}
+
+// commitFiles writes files (slash-separated paths, mode 0644) into r's
+// work tree and commits the whole tree as the n-th commit (fixed date,
+// gen.CommitTime(n)); it returns the commit.
+func commitFiles(ctx context.Context, r *detgit.Repo, n int, msg string, files map[string]string) (string, error) {
+	if err := writeFiles(r.WorkTree, files); err != nil {
+		return "", fmt.Errorf("writing %s: %w", msg, err)
+	}
+	c, err := r.Commit(ctx, msg, gen.CommitTime(n))
+	if err != nil {
+		return "", fmt.Errorf("committing %s: %w", msg, err)
+	}
+	return c, nil
+}
+
+// writeFiles writes files (slash-separated paths, mode 0644) under dir.
+func writeFiles(dir string, files map[string]string) error {
+	t := gen.Tree{}
+	for p, c := range files {
+		t[p] = gen.File{Content: c, Mode: 0o644}
+	}
+	return gen.WriteTree(dir, t)
 }
 
 // take resets the counters before a measured command.
@@ -334,7 +384,7 @@ func (b *bench) build(ctx context.Context, d *daemon, r *recipe.Recipe, l *lock.
 	b.count(&run)
 	run.ReusedDaemon = d.reused
 	if err != nil {
-		return nil, run, fmt.Errorf("building %s at %s: %w", r.Name, short(l.Upstream.Commit), err)
+		return nil, run, fmt.Errorf("building %s at %s: %w", r.Name, harness.Short(l.Upstream.Commit), err)
 	}
 	run.Commit = l.Upstream.Commit
 	run.Digest = res.Digest.String()
@@ -413,69 +463,6 @@ func breakdownPart(name string) string {
 		return "export"
 	}
 	return ""
-}
-
-// git runs git in dir with a fixed identity and dates (the same commits
-// every run, for the same content).
-func git(dir string, args ...string) (string, error) {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=vmbuild bench", "GIT_AUTHOR_EMAIL=bench@vmbuild.invalid",
-		"GIT_COMMITTER_NAME=vmbuild bench", "GIT_COMMITTER_EMAIL=bench@vmbuild.invalid",
-		"GIT_AUTHOR_DATE=2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE=2026-01-02T03:04:05Z")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-// commitAll commits every change in dir and returns the commit.
-func commitAll(dir, msg string) (string, error) {
-	if _, err := git(dir, "add", "-A"); err != nil {
-		return "", err
-	}
-	if _, err := git(dir, "commit", "-q", "--allow-empty", "-m", msg); err != nil {
-		return "", err
-	}
-	return git(dir, "rev-parse", "HEAD")
-}
-
-// writeFiles writes files (relative paths) under dir.
-func writeFiles(dir string, files map[string]string) error {
-	for name, content := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func short(s string) string {
-	if len(s) > 10 {
-		return s[:10]
-	}
-	return s
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
-
-// dirSize is the size of the regular files under dir.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
 }
 
 var errCheck = errors.New("check failed")

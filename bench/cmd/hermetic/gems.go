@@ -355,8 +355,8 @@ func (b *bench) gemSetup(ctx context.Context, s *Scenario) (*gemScenario, error)
 	}
 	s.Facts["bundledWith"] = bundled
 
-	up := filepath.Join(g.dir, "up")
-	if _, err := git(mkdir(up), "init", "-q", "-b", "main"); err != nil {
+	repo, gitURL, err := b.newRepo(ctx, "gems", filepath.Join(g.dir, "up"))
+	if err != nil {
 		return nil, err
 	}
 	versions := map[string]string{}
@@ -367,18 +367,11 @@ func (b *bench) gemSetup(ctx context.Context, s *Scenario) (*gemScenario, error)
 		case 2:
 			versions[bumpCExt] = "1.0.1"
 		}
-		if err := writeFiles(up, map[string]string{"Gemfile": gemfile(g.source.URL), "Gemfile.lock": gemfileLock(g.source.URL, bundled, versions)}); err != nil {
-			return nil, err
-		}
-		c, err := commitAll(up, msg)
+		c, err := commitFiles(ctx, repo, i, msg, map[string]string{"Gemfile": gemfile(g.source.URL), "Gemfile.lock": gemfileLock(g.source.URL, bundled, versions)})
 		if err != nil {
 			return nil, err
 		}
 		g.commits = append(g.commits, c)
-	}
-	gitURL, err := b.serveGit(ctx, up, "gems")
-	if err != nil {
-		return nil, err
 	}
 
 	const app = `bundle exec ruby -e '%w[mid10 top02 top03 top05 top06].each { |g| require g }; puts Top02.run, Top03.run, Top05.run, Top06.run, Mid10.run' > /app/run.txt`
@@ -443,17 +436,14 @@ func (b *bench) gemSetup(ctx context.Context, s *Scenario) (*gemScenario, error)
 // has: a throwaway lock of a base with it, read from the pinned .deb.
 func (b *bench) trixieBundler(ctx context.Context, dir string) (string, error) {
 	d := filepath.Join(dir, "probe")
-	up := filepath.Join(d, "up")
-	if err := writeFiles(up, map[string]string{"README": "probe\n"}); err != nil {
+	repo, gitURL, err := b.newRepo(ctx, "probe", filepath.Join(d, "up"))
+	if err != nil {
 		return "", err
 	}
-	if _, err := git(up, "init", "-q", "-b", "main"); err != nil {
+	if _, err := commitFiles(ctx, repo, 0, "probe", map[string]string{"README": "probe\n"}); err != nil {
 		return "", err
 	}
-	if _, err := commitAll(up, "probe"); err != nil {
-		return "", err
-	}
-	body := "apiVersion: vmbuild/v1\nname: probe\nupstream: {git: ./up, ref: main}\nplatform: linux/amd64\nbase:\n  debian:\n    suite: trixie\n    mirror: " + b.archive.URL + "/debian\n    packages: [bundler, dash]\nbuild:\n  layers:\n    - name: x\n      run: \"true\"\n      outputs: [/tmp]\n"
+	body := "apiVersion: vmbuild/v1\nname: probe\nupstream: {git: " + gitURL + ", ref: main}\nplatform: linux/amd64\nbase:\n  debian:\n    suite: trixie\n    mirror: " + b.archive.URL + "/debian\n    packages: [bundler, dash]\nbuild:\n  layers:\n    - name: x\n      run: \"true\"\n      outputs: [/tmp]\n"
 	if err := writeFiles(d, map[string]string{"probe.yaml": body}); err != nil {
 		return "", err
 	}
@@ -595,9 +585,4 @@ func gemVersion() string {
 		return "RubyGems ?"
 	}
 	return "RubyGems " + strings.TrimSpace(string(out))
-}
-
-func mkdir(p string) string {
-	_ = os.MkdirAll(p, 0o755)
-	return p
 }

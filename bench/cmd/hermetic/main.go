@@ -73,7 +73,7 @@ func run() int {
 	if *render != "" {
 		return rerender(logger, *render, *out)
 	}
-	root, err := findRoot()
+	root, err := harness.FindRoot()
 	if err != nil {
 		logger.Error(err.Error())
 		return 1
@@ -183,7 +183,7 @@ func run() int {
 	for _, s := range b.res.Scenarios {
 		for _, r := range s.Runs {
 			if !r.OK() {
-				b.res.Errors = appendOnce(b.res.Errors, fmt.Sprintf("%s: %s %s rep %d: %s", s.ID, r.Contender, r.Phase, r.Rep, firstLine(r.Err)))
+				b.res.Errors = appendOnce(b.res.Errors, fmt.Sprintf("%s: %s %s rep %d: %s", s.ID, r.Contender, r.Phase, r.Rep, harness.FirstLine(r.Err)))
 			}
 		}
 	}
@@ -197,7 +197,7 @@ func run() int {
 		logger.Info("wrote results", "file", mdPath)
 	}
 	for _, e := range b.res.Errors {
-		fmt.Fprintln(os.Stderr, "error:", firstLine(e))
+		fmt.Fprintln(os.Stderr, "error:", harness.FirstLine(e))
 	}
 	if len(b.res.Errors) > 0 {
 		code = 1
@@ -293,21 +293,6 @@ func rerender(logger *slog.Logger, jsonPath, mdPath string) int {
 	return 0
 }
 
-func findRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/vmbuild/vmbuild\n") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("not inside the vmbuild checkout (no go.mod of github.com/vmbuild/vmbuild above %s)", wd)
-		}
-	}
-}
-
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -329,9 +314,4 @@ func appendOnce(xs []string, x string) []string {
 		}
 	}
 	return append(xs, x)
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }

@@ -59,31 +59,25 @@ func (b *bench) npm(ctx context.Context) *Scenario {
 func (b *bench) npmSetup(ctx context.Context, s *Scenario, proxy *harness.Counter) (map[string]string, []string, error) {
 	dir := filepath.Join(b.work, "npm")
 	up := filepath.Join(dir, "up")
-	if _, err := git(mkdir(up), "init", "-q", "-b", "main"); err != nil {
+	repo, gitURL, err := b.newRepo(ctx, "npm-app", up)
+	if err != nil {
 		return nil, nil, err
 	}
 	var commits []string
-	for _, v := range []string{"v1", "v2"} {
+	for i, v := range []string{"v1", "v2"} {
 		files := map[string]string{"index.js": "require('express'); require('pino'); require('dotenv');\nconsole.log('ok');\n"}
 		for _, f := range []string{"package.json", "package-lock.json"} {
 			b, err := npmData.ReadFile("testdata/npm/" + v + "/" + f)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, fmt.Errorf("reading testdata/npm/%s/%s: %w", v, f, err)
 			}
 			files[f] = string(b)
 		}
-		if err := writeFiles(up, files); err != nil {
-			return nil, nil, err
-		}
-		c, err := commitAll(up, v)
+		c, err := commitFiles(ctx, repo, i, v, files)
 		if err != nil {
 			return nil, nil, err
 		}
 		commits = append(commits, c)
-	}
-	gitURL, err := b.serveGit(ctx, up, "npm-app")
-	if err != nil {
-		return nil, nil, err
 	}
 	header := "apiVersion: vmbuild/v1\nname: npm-%s\nupstream: {git: " + gitURL + ", ref: main}\nplatform: linux/amd64\n" +
 		"base:\n  debian:\n    suite: sid\n    mirror: " + b.archive.URL + "/debian\n    allowExpired: true\n    packages: [nodejs, ca-certificates, dash]\n"

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vmbuild/vmbuild/bench/internal/harness"
 )
 
 // Target is one of the issues' targets, evaluated.
@@ -15,8 +17,6 @@ type Target struct {
 	Status string // met, missed, held, failed, n/a
 }
 
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
-
 func size(n int64) string {
 	switch {
 	case n >= 1<<20:
@@ -25,13 +25,6 @@ func size(n int64) string {
 		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func ratio(a, b time.Duration) float64 {
-	if b <= 0 {
-		return 0
-	}
-	return float64(a) / float64(b)
 }
 
 func (r *Results) scenario(id string) *Scenario {
@@ -50,10 +43,10 @@ func (r *Results) Targets() []Target {
 		hb, bb, hc := y.agg("hermetic", "bump"), y.agg("baseline", "bump"), y.agg("hermetic", "cold")
 		t := Target{Name: "#12: a single-package bump costs ≤ 0.2× a full reinstall (Yarn, Mastodon streaming)", Status: "n/a"}
 		if hb.N > 0 && bb.N > 0 && hc.N > 0 {
-			x, xc := ratio(hb.Wall, bb.Wall), ratio(hb.Wall, hc.Wall)
-			t.Figure = fmt.Sprintf("hermetic bump %s s vs the baseline's bump (Yarn reinstalling with the network) %s s: **%.2f×**; vs the hermetic cold build %s s: %.2f×", secs(hb.Wall), secs(bb.Wall), x, secs(hc.Wall), xc)
+			x, xc := harness.Ratio(hb.Wall, bb.Wall), harness.Ratio(hb.Wall, hc.Wall)
+			t.Figure = fmt.Sprintf("hermetic bump %s s vs the baseline's bump (Yarn reinstalling with the network) %s s: **%.2f×**; vs the hermetic cold build %s s: %.2f×", harness.Secs(hb.Wall), harness.Secs(bb.Wall), x, harness.Secs(hc.Wall), xc)
 			if hb.StepTime > 0 && bb.StepTime > 0 {
-				t.Figure += fmt.Sprintf("; the node-modules step alone %s s vs %s s (%.2f×)", secs(hb.StepTime), secs(bb.StepTime), ratio(hb.StepTime, bb.StepTime))
+				t.Figure += fmt.Sprintf("; the node-modules step alone %s s vs %s s (%.2f×)", harness.Secs(hb.StepTime), harness.Secs(bb.StepTime), harness.Ratio(hb.StepTime, bb.StepTime))
 			}
 			t.Status = "missed"
 			if x <= 0.2 {
@@ -63,7 +56,7 @@ func (r *Results) Targets() []Target {
 		ts = append(ts, t)
 		noop := Target{Name: "#12: a rebuild of the same lock fetches nothing (asserted)", Status: "n/a"}
 		if a := y.agg("hermetic", "noop"); a.N > 0 {
-			noop.Figure = fmt.Sprintf("hermetic no-op: %d requests to the registry, %d to the archive, in %d of %d repetitions; %s s", a.Requests, a.First.Archive.Requests, a.N, r.Reps, secs(a.Wall))
+			noop.Figure = fmt.Sprintf("hermetic no-op: %d requests to the registry, %d to the archive, in %d of %d repetitions; %s s", a.Requests, a.First.Archive.Requests, a.N, r.Reps, harness.Secs(a.Wall))
 			noop.Status = "held"
 		}
 		ts = append(ts, noop)
@@ -80,7 +73,7 @@ func (r *Results) Targets() []Target {
 	if d := r.scenario("debian"); d != nil {
 		t := Target{Name: "#13: a warm rebuild of the Debian base fetches and unpacks nothing, same digest (asserted)", Status: "n/a"}
 		if a, c := d.agg("hermetic", "warm"), d.agg("hermetic", "cold"); a.N > 0 && c.N > 0 {
-			t.Figure = fmt.Sprintf("cold %s s (%d .debs, %s), warm %s s (0 fetched, 0 unpacked)", secs(c.Wall), c.First.Debs, size(c.DebBytes), secs(a.Wall))
+			t.Figure = fmt.Sprintf("cold %s s (%d .debs, %s), warm %s s (0 fetched, 0 unpacked)", harness.Secs(c.Wall), c.First.Debs, size(c.DebBytes), harness.Secs(a.Wall))
 			t.Status = "held"
 		}
 		ts = append(ts, t)
@@ -132,9 +125,9 @@ func wallCell(a Agg) string {
 		return "—"
 	}
 	if a.N == 1 {
-		return secs(a.Wall)
+		return harness.Secs(a.Wall)
 	}
-	return fmt.Sprintf("%s <sub>%s–%s</sub>", secs(a.Wall), secs(a.Min), secs(a.Max))
+	return fmt.Sprintf("%s <sub>%s–%s</sub>", harness.Secs(a.Wall), harness.Secs(a.Min), harness.Secs(a.Max))
 }
 
 // phases lists a scenario's phases in the order they ran.
@@ -242,7 +235,7 @@ func stepsCell(r Run, gems bool) string {
 	if len(r.LayerSteps) == 0 {
 		parts = append(parts, "0")
 	} else {
-		parts = append(parts, fmt.Sprintf("layer %s (%s s)", strings.Join(r.LayerSteps, ", "), secs(r.LayerStepTime)))
+		parts = append(parts, fmt.Sprintf("layer %s (%s s)", strings.Join(r.LayerSteps, ", "), harness.Secs(r.LayerStepTime)))
 	}
 	if r.Unpacked > 0 {
 		parts = append(parts, fmt.Sprintf("%d .debs unpacked", r.Unpacked))
@@ -287,7 +280,7 @@ func (s *Scenario) breakdown(c, ph string) string {
 	var out []string
 	for _, k := range []string{"source", "fetches", "unpacks", "base", "mirror", "gem-installs", "layer", "outputs", "export"} {
 		if v, ok := parts[k]; ok {
-			out = append(out, fmt.Sprintf("%s %s s", names[k], secs(medianDur(v))))
+			out = append(out, fmt.Sprintf("%s %s s", names[k], harness.Secs(harness.Median(v))))
 		}
 	}
 	return strings.Join(out, ", ")
@@ -306,7 +299,7 @@ func (r *Results) Markdown(jsonName string) string {
 	if len(r.Errors) > 0 {
 		b.WriteString("**The run had harness errors** (it exited 1):\n\n")
 		for _, e := range r.Errors {
-			fmt.Fprintf(&b, "- %s\n", firstLine(e))
+			fmt.Fprintf(&b, "- %s\n", harness.FirstLine(e))
 		}
 		b.WriteString("\n")
 	}
@@ -379,7 +372,7 @@ func (r *Results) yarnWhy(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "Why the bump costs what it does: the hermetic bump fetched %d packages (%s) and the baseline %d, but both re-run the whole node-modules layer: vmbuild pins and fetches per package, and BuildKit caches per package, but `yarn workspaces focus` still links every one of the %v packages into node_modules (offline from the loopback mirror, or from the registry). Where the hermetic bump's %s s went (medians): %s. The baseline's: %s. The package fetches are the part the pins make incremental; the rest is per layer.\n\n",
-		hb.Packages, size(hb.Bytes), bb.Packages, y.Facts["pinnedPackages"], secs(hb.Wall), y.breakdown("hermetic", "bump"), y.breakdown("baseline", "bump"))
+		hb.Packages, size(hb.Bytes), bb.Packages, y.Facts["pinnedPackages"], harness.Secs(hb.Wall), y.breakdown("hermetic", "bump"), y.breakdown("baseline", "bump"))
 }
 
 func (r *Results) yarnNotes(b *strings.Builder, s *Scenario) {
@@ -443,7 +436,7 @@ func (r *Results) streaming(b *strings.Builder, y *Scenario) {
 		if a.N == 0 || bb.N == 0 {
 			return "—"
 		}
-		return secs(a.Wall + bb.Wall)
+		return harness.Secs(a.Wall + bb.Wall)
 	})
 	row("downloaded by the cold build", func(c string) string {
 		a := y.agg(c, "cold")

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"sort"
+	"strconv"
 	"time"
 
 	"github.com/vmbuild/vmbuild/bench/internal/harness"
@@ -142,43 +142,19 @@ func (s *Scenario) agg(contender, phase string) Agg {
 		pb = append(pb, r.Proxy.Bytes)
 	}
 	a.AllWalls = walls
-	a.Wall = medianDur(walls)
-	a.StepTime = medianDur(steps)
+	a.Wall = harness.Median(walls)
+	a.StepTime = harness.Median(steps)
 	a.Min, a.Max = walls[0], walls[0]
 	for _, w := range walls {
 		a.Min = min(a.Min, w)
 		a.Max = max(a.Max, w)
 	}
-	a.Packages, a.Bytes, a.Debs, a.DebBytes = medianInt(pk), medianInt(by), medianInt(db), medianInt(dbb)
-	a.Requests, a.ProxyBytes = medianInt(rq), medianInt(pb)
+	a.Packages, a.Bytes, a.Debs, a.DebBytes = harness.MedianInt(pk), harness.MedianInt(by), harness.MedianInt(db), harness.MedianInt(dbb)
+	a.Requests, a.ProxyBytes = harness.MedianInt(rq), harness.MedianInt(pb)
 	for _, r := range rs[1:] {
 		if r.Packages != a.First.Packages || r.Debs != a.First.Debs || len(r.LayerSteps) != len(a.First.LayerSteps) || len(r.GemStepsRan) != len(a.First.GemStepsRan) {
-			a.Differing = append(a.Differing, "rep "+itoa(r.Rep))
+			a.Differing = append(a.Differing, "rep "+strconv.Itoa(r.Rep))
 		}
 	}
 	return a
-}
-
-func medianDur(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianInt(xs []int64) int64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]int64(nil), xs...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -33,6 +33,9 @@ const (
 	bumpTo      = "8.23.1"
 )
 
+// bumpFiles are the files the bump commits.
+var bumpFiles = []string{"yarn.lock", "package.json", "streaming/package.json"}
+
 // yarnScenario holds the scenario's inputs.
 type yarnScenario struct {
 	dir        string // work/yarn
@@ -78,20 +81,16 @@ func (b *bench) yarn(ctx context.Context, bundle string) *Scenario {
 func (b *bench) yarnSetup(ctx context.Context, s *Scenario, bundle string) (*yarnScenario, error) {
 	y := &yarnScenario{dir: filepath.Join(b.work, "yarn")}
 	y.up = filepath.Join(y.dir, "up")
-	if err := os.MkdirAll(y.dir, 0o755); err != nil {
+	// The upstream as the committed recipe has it, a remote git
+	// repository: a clone of the bundle, served by git daemon on loopback.
+	repo, gitURL, err := b.cloneRepo(ctx, bundle, "mastodon", y.up, "main")
+	if err != nil {
 		return nil, err
 	}
-	if out, err := exec.CommandContext(ctx, "git", "clone", "-q", bundle, y.up).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("cloning %s: %v\n%s", bundle, err, out)
+	if y.importMain, err = repo.Head(ctx); err != nil {
+		return nil, fmt.Errorf("reading the bundle's main: %w", err)
 	}
-	var err error
-	if y.importMain, err = git(y.up, "rev-parse", "HEAD"); err != nil {
-		return nil, err
-	}
-	if _, err := git(y.up, "checkout", "-q", "-B", "main"); err != nil {
-		return nil, err
-	}
-	s.Setup = append(s.Setup, fmt.Sprintf("Upstream: a clone of the Mastodon bundle (`%s`), main at `%s`.", filepath.Base(bundle), short(y.importMain)))
+	s.Setup = append(s.Setup, fmt.Sprintf("Upstream: a clone of the Mastodon bundle (`%s`), main at `%s`.", filepath.Base(bundle), harness.Short(y.importMain)))
 
 	// The host's Yarn: @yarnpkg/cli-dist's bin/yarn.js, as upstream
 	// projects vendor it.
@@ -115,7 +114,7 @@ func (b *bench) yarnSetup(ctx context.Context, s *Scenario, bundle string) (*yar
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("yarn up %s@%s: %v\n%s", bumpPackage, bumpTo, err, tail(string(out), 2000))
+		return nil, fmt.Errorf("yarn up %s@%s: %v\n%s", bumpPackage, bumpTo, err, harness.TailLines(string(out), 30))
 	}
 	s.Facts["bumpYarnUpSeconds"] = time.Since(start).Seconds()
 	after, err := os.ReadFile(filepath.Join(y.up, "yarn.lock"))
@@ -128,77 +127,60 @@ func (b *bench) yarnSetup(ctx context.Context, s *Scenario, bundle string) (*yar
 	if len(added) == 0 {
 		return nil, fmt.Errorf("yarn up %s@%s changed no resolution in yarn.lock", bumpPackage, bumpTo)
 	}
-	changed, err := git(y.up, "status", "--porcelain")
+	changed, err := repo.Git(ctx, "status", "--porcelain")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing the bump's changes: %w", err)
 	}
 	s.Facts["bumpFilesChanged"] = strings.Split(changed, "\n")
-	if _, err := git(y.up, "add", "yarn.lock", "streaming/package.json", "package.json"); err != nil {
+	// Commit the manifests and the lockfile only (what a bump's pull
+	// request has): keep them, reset the tree, put them back.
+	bumped := map[string]string{}
+	for _, f := range bumpFiles {
+		c, err := os.ReadFile(filepath.Join(y.up, f))
+		if err != nil {
+			return nil, fmt.Errorf("reading the bumped %s: %w", f, err)
+		}
+		bumped[f] = string(c)
+	}
+	if _, err := repo.Git(ctx, "checkout", "-q", "-f", "main"); err != nil {
+		return nil, fmt.Errorf("resetting the work tree: %w", err)
+	}
+	if y.bumpMain, err = commitFiles(ctx, repo, 1, fmt.Sprintf("streaming: bump %s to %s (yarn up)", bumpPackage, bumpTo), bumped); err != nil {
 		return nil, err
 	}
-	if _, err := git(y.up, "commit", "-q", "-m", fmt.Sprintf("streaming: bump %s to %s (yarn up)", bumpPackage, bumpTo)); err != nil {
-		return nil, err
-	}
-	if y.bumpMain, err = git(y.up, "rev-parse", "HEAD"); err != nil {
-		return nil, err
-	}
-	if _, err := git(y.up, "checkout", "-q", "--", "."); err != nil {
-		return nil, err
-	}
-	s.Setup = append(s.Setup, fmt.Sprintf("Bump: `node yarn-%s.cjs up %s@%s --mode=update-lockfile` in `streaming/` on the host (Node %s, the network), committed on main as `%s` (yarn.lock and streaming/package.json). Resolutions added: %s; removed: %s.",
-		yarnVersion, bumpPackage, bumpTo, nodeVersion(), short(y.bumpMain), codeList(added), codeList(removed)))
+	s.Setup = append(s.Setup, fmt.Sprintf("Bump: `node yarn-%s.cjs up %s@%s --mode=update-lockfile` in `streaming/` on the host (Node %s, the network), committed on main as `%s` (%s). Resolutions added: %s; removed: %s.",
+		yarnVersion, bumpPackage, bumpTo, nodeVersion(), harness.Short(y.bumpMain), strings.Join(bumpFiles, ", "), codeList(added), codeList(removed)))
 
 	// The baseline's branch: Yarn vendored as upstream projects do
-	// (yarnPath), then the same bump cherry-picked.
-	if _, err := git(y.up, "checkout", "-q", "-b", "baseline", y.importMain); err != nil {
-		return nil, err
-	}
-	release := filepath.Join(y.up, filepath.FromSlash(yarnRelease))
-	if err := os.MkdirAll(filepath.Dir(release), 0o755); err != nil {
-		return nil, err
+	// (yarnPath), then the same bump.
+	if _, err := repo.Git(ctx, "checkout", "-q", "-b", "baseline", y.importMain); err != nil {
+		return nil, fmt.Errorf("creating the baseline branch: %w", err)
 	}
 	js, err := os.ReadFile(yarnJS)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(release, js, 0o755); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading Yarn: %w", err)
 	}
 	rc, err := os.ReadFile(filepath.Join(y.up, ".yarnrc.yml"))
 	if err != nil {
+		return nil, fmt.Errorf("reading .yarnrc.yml: %w", err)
+	}
+	if err := writeFiles(y.up, map[string]string{yarnRelease: string(js), ".yarnrc.yml": string(rc) + "\nyarnPath: " + yarnRelease + "\n"}); err != nil {
+		return nil, fmt.Errorf("vendoring Yarn: %w", err)
+	}
+	if _, err := repo.Git(ctx, "add", "-f", yarnRelease); err != nil {
+		return nil, fmt.Errorf("adding %s: %w", yarnRelease, err)
+	}
+	if y.importBase, err = commitFiles(ctx, repo, 2, "vendor Yarn "+yarnVersion+" (yarnPath)", nil); err != nil {
 		return nil, err
 	}
-	rc = append(rc, []byte("\nyarnPath: "+yarnRelease+"\n")...)
-	if err := os.WriteFile(filepath.Join(y.up, ".yarnrc.yml"), rc, 0o644); err != nil {
+	if y.bumpBase, err = commitFiles(ctx, repo, 3, fmt.Sprintf("streaming: bump %s to %s (yarn up)", bumpPackage, bumpTo), bumped); err != nil {
 		return nil, err
 	}
-	if _, err := git(y.up, "add", "-f", yarnRelease, ".yarnrc.yml"); err != nil {
-		return nil, err
+	if _, err := repo.Git(ctx, "checkout", "-q", "-f", "main"); err != nil {
+		return nil, fmt.Errorf("checking out main: %w", err)
 	}
-	if _, err := git(y.up, "commit", "-q", "-m", "vendor Yarn "+yarnVersion+" (yarnPath)"); err != nil {
-		return nil, err
-	}
-	if y.importBase, err = git(y.up, "rev-parse", "HEAD"); err != nil {
-		return nil, err
-	}
-	if _, err := git(y.up, "cherry-pick", y.bumpMain); err != nil {
-		return nil, err
-	}
-	if y.bumpBase, err = git(y.up, "rev-parse", "HEAD"); err != nil {
-		return nil, err
-	}
-	if _, err := git(y.up, "checkout", "-q", "main"); err != nil {
-		return nil, err
-	}
-	s.Setup = append(s.Setup, fmt.Sprintf("Baseline branch: main + `%s` (@yarnpkg/cli-dist %s's bin/yarn.js) and `yarnPath` in .yarnrc.yml, committed in the bench's clone (`%s`), then the same bump cherry-picked (`%s`).",
-		yarnRelease, yarnVersion, short(y.importBase), short(y.bumpBase)))
-
-	// The upstream as the committed recipe has it, a remote git
-	// repository: the clone, served by git daemon on loopback.
-	gitURL, err := b.serveGit(ctx, y.up, "mastodon")
-	if err != nil {
-		return nil, err
-	}
+	s.Setup = append(s.Setup, fmt.Sprintf("Baseline branch: main + `%s` (@yarnpkg/cli-dist %s's bin/yarn.js) and `yarnPath` in .yarnrc.yml, committed in the bench's clone (`%s`), then the same bump (`%s`).",
+		yarnRelease, yarnVersion, harness.Short(y.importBase), harness.Short(y.bumpBase)))
 
 	// The counting proxy in front of the registry.
 	if y.proxy, err = harness.NewProxyCounter(yarnRegistry); err != nil {
@@ -487,11 +469,4 @@ func codeList(xs []string) string {
 		q = append(q, "`"+x+"`")
 	}
 	return strings.Join(q, ", ")
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
 }
