@@ -197,6 +197,8 @@ func writeReport(res *harness.Results, mdPath, command string, withJSON bool) er
 	}
 	md := res.Markdown(filepath.Base(svgPath), command)
 	md = strings.Replace(md, "the JSON file beside this one", "`"+filepath.Base(jsonPath)+"`", 1)
+	// bench/run-hermetic's section of the file stays.
+	md = harness.KeepSection(mdPath, md)
 	return os.WriteFile(mdPath, []byte(md), 0o644)
 }
 

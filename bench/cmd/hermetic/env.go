@@ -230,6 +230,14 @@ func (b *bench) endScenario() {
 }
 
 func (b *bench) newDaemon(ctx context.Context) (*daemon, error) {
+	d, err := b.startBuildKitd(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("starting buildkitd: %w", err)
+	}
+	return d, nil
+}
+
+func (b *bench) startBuildKitd(ctx context.Context) (*daemon, error) {
 	b.daemons++
 	// Short: the socket path must fit a unix socket.
 	dir, err := os.MkdirTemp("", "vmbh-")
@@ -292,7 +300,7 @@ func (b *bench) lock(ctx context.Context, path string, o lockOpts) (*recipe.Reci
 	var run Run
 	r, err := recipe.Load(path)
 	if err != nil {
-		return nil, nil, run, err
+		return nil, nil, run, fmt.Errorf("loading recipe %s: %w", path, err)
 	}
 	var prev *lock.Lock
 	if !o.Fresh {
@@ -334,7 +342,7 @@ func (b *bench) lock(ctx context.Context, path string, o lockOpts) (*recipe.Reci
 		return nil, nil, run, fmt.Errorf("locking %s: %w", path, err)
 	}
 	if err := lock.Write(r.LockPath(), l); err != nil {
-		return nil, nil, run, err
+		return nil, nil, run, fmt.Errorf("writing lock %s: %w", r.LockPath(), err)
 	}
 	p1, b1 := f.Downloads()
 	// What the lock downloaded to hash (the proxy's count is in Proxy).

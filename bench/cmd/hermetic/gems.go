@@ -183,7 +183,7 @@ func buildGem(ctx context.Context, dir string, g gemSpec, v string) error {
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "HOME="+dir, "SOURCE_DATE_EPOCH=1700000000")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("gem build %s: %v\n%s", g.name, err, b)
+		return fmt.Errorf("building gem %s: %w\n%s", g.name, err, b)
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
@@ -197,7 +197,7 @@ func generateIndex(ctx context.Context, dir string) error {
 	cmd := exec.CommandContext(ctx, "gem", "generate_index", "--silent", "--directory", filepath.Join(dir, "source"))
 	cmd.Env = append(os.Environ(), "HOME="+dir, "SOURCE_DATE_EPOCH=1700000000")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("gem generate_index: %v\n%s", err, b)
+		return fmt.Errorf("generating the gem index: %w\n%s", err, b)
 	}
 	return nil
 }
@@ -344,7 +344,7 @@ func (b *bench) gemSetup(ctx context.Context, s *Scenario) (*gemScenario, error)
 	s.Facts["gemBuildSeconds"] = time.Since(start).Seconds()
 	var err error
 	if g.source, err = harness.StartCounter(http.FileServer(http.Dir(filepath.Join(g.dir, "source")))); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting the gem source: %w", err)
 	}
 
 	// Which Bundler the base has: the lockfile says it was bundled with

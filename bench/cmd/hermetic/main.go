@@ -36,6 +36,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,7 @@ func run() int {
 	keep := flag.Bool("keep", false, "keep the work directory after a successful run")
 	render := flag.String("render", "", "only re-render the markdown from a results JSON file; measures nothing")
 	verbose := flag.Bool("verbose", false, "log vmbuild's own lines (lock and build) too")
+	section := flag.String("results", "", "the file whose hermetic section to rewrite (default bench/RESULTS.md when writing bench/RESULTS-hermetic.md; \"none\": none)")
 	bundle := flag.String("bundle", "", "the Mastodon git bundle (default ../shared/fixtures/mastodon/mastodon-main.bundle from the checkout, read in place)")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench/run-hermetic [--quick] [flags]\n\n")
@@ -70,13 +72,29 @@ func run() int {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	_ = log.SetLevel("error")
 
-	if *render != "" {
-		return rerender(logger, *render, *out)
-	}
 	root, err := harness.FindRoot()
 	if err != nil {
 		logger.Error(err.Error())
 		return 1
+	}
+	defaultMD := filepath.Join(root, "bench", "RESULTS-hermetic.md")
+	sectionFor := func(md string) string {
+		switch {
+		case *section == "none":
+			return ""
+		case *section != "":
+			return *section
+		case sameFile(md, defaultMD):
+			return filepath.Join(root, "bench", "RESULTS.md")
+		}
+		return ""
+	}
+	if *render != "" {
+		md := *out
+		if md == "" {
+			md = strings.TrimSuffix(*render, filepath.Ext(*render)) + ".md"
+		}
+		return rerender(logger, *render, md, sectionFor(md))
 	}
 	n := *reps
 	if n == 0 {
@@ -89,7 +107,7 @@ func run() int {
 	if *only != "" {
 		scen = strings.Split(*only, ",")
 		for _, s := range scen {
-			if !contains(allScenarios, s) {
+			if !slices.Contains(allScenarios, s) {
 				logger.Error("unknown scenario", "scenario", s, "known", allScenarios)
 				return 2
 			}
@@ -97,13 +115,13 @@ func run() int {
 	}
 	mdPath := *out
 	if mdPath == "" {
-		mdPath = filepath.Join(root, "bench", "RESULTS-hermetic.md")
+		mdPath = defaultMD
 		if *quick {
 			mdPath = filepath.Join(root, "bench", "RESULTS-hermetic-quick.md")
 		}
 	}
-	if !*quick && *out == "" && (n < 3 || *only != "") {
-		logger.Error("a partial run (fewer than 3 repetitions, or some scenarios) must not overwrite bench/RESULTS-hermetic.md: give --out")
+	if !*quick && *out == "" && *only != "" {
+		logger.Error("a partial run (some scenarios) must not overwrite bench/RESULTS-hermetic.md: give --out")
 		return 2
 	}
 	bundlePath := *bundle
@@ -148,7 +166,7 @@ func run() int {
 		b.verbose = logger.With("from", "vmbuild")
 	}
 	if b.archive, err = harness.NewProxyCounter("https://deb.debian.org"); err != nil {
-		logger.Error(err.Error())
+		logger.Error("starting the archive proxy", "err", err)
 		return 1
 	}
 	defer b.archive.Close()
@@ -190,7 +208,7 @@ func run() int {
 	logger.Info("hermetic benchmark finished", "took", b.res.Finished.Sub(b.res.Started).Round(time.Second))
 
 	code := 0
-	if err := write(b.res, mdPath); err != nil {
+	if err := write(b.res, mdPath, sectionFor(mdPath)); err != nil {
 		logger.Error("writing results", "err", err)
 		code = 1
 	} else {
@@ -220,10 +238,10 @@ func preflight(root, bundle string, scen []string) error {
 		}
 	}
 	need := []string{"git", "runc"}
-	if contains(scen, "yarn") || contains(scen, "npm") {
+	if slices.Contains(scen, "yarn") || slices.Contains(scen, "npm") {
 		need = append(need, "node")
 	}
-	if contains(scen, "bundler") {
+	if slices.Contains(scen, "bundler") {
 		need = append(need, "gem")
 	}
 	for _, p := range need {
@@ -231,7 +249,7 @@ func preflight(root, bundle string, scen []string) error {
 			missing = append(missing, p+" in $PATH")
 		}
 	}
-	if contains(scen, "yarn") && !fileExists(bundle) {
+	if slices.Contains(scen, "yarn") && !fileExists(bundle) {
 		missing = append(missing, "the Mastodon bundle at "+bundle+" (--bundle)")
 	}
 	if os.Geteuid() != 0 {
@@ -256,25 +274,50 @@ func addVersions(ctx context.Context, v map[string]string) {
 	}
 }
 
-func write(res *Results, mdPath string) error {
+// write writes the report and its JSON, and the hermetic section of
+// sectionPath (bench/RESULTS.md) unless it is empty.
+func write(res *Results, mdPath, sectionPath string) error {
 	if err := os.MkdirAll(filepath.Dir(mdPath), 0o755); err != nil {
-		return err
+		return fmt.Errorf("creating %s: %w", filepath.Dir(mdPath), err)
 	}
 	j, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("encoding results: %w", err)
 	}
 	jsonPath := strings.TrimSuffix(mdPath, filepath.Ext(mdPath)) + ".json"
 	if err := os.WriteFile(jsonPath, append(j, '\n'), 0o644); err != nil {
-		return err
+		return fmt.Errorf("writing results: %w", err)
 	}
-	return os.WriteFile(mdPath, []byte(res.Markdown(filepath.Base(jsonPath))), 0o644)
+	return render(res, mdPath, jsonPath, sectionPath)
 }
 
-func rerender(logger *slog.Logger, jsonPath, mdPath string) int {
+// render writes the markdown report of res and, unless sectionPath is
+// empty, the hermetic section of that file.
+func render(res *Results, mdPath, jsonPath, sectionPath string) error {
+	if err := os.WriteFile(mdPath, []byte(res.Markdown(filepath.Base(jsonPath))), 0o644); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	if sectionPath == "" {
+		return nil
+	}
+	rel := func(p string) string {
+		if r, err := filepath.Rel(filepath.Dir(sectionPath), p); err == nil {
+			return filepath.ToSlash(r)
+		}
+		return p
+	}
+	if err := harness.WriteSection(sectionPath, res.Section(rel(mdPath), rel(jsonPath))); err != nil {
+		return fmt.Errorf("writing the hermetic section: %w", err)
+	}
+	return nil
+}
+
+// rerender writes the report (and the section) again from a results file,
+// measuring nothing.
+func rerender(logger *slog.Logger, jsonPath, mdPath, sectionPath string) int {
 	b, err := os.ReadFile(jsonPath)
 	if err != nil {
-		logger.Error(err.Error())
+		logger.Error("reading results", "err", err)
 		return 1
 	}
 	var res Results
@@ -282,29 +325,24 @@ func rerender(logger *slog.Logger, jsonPath, mdPath string) int {
 		logger.Error("reading results", "file", jsonPath, "err", err)
 		return 1
 	}
-	if mdPath == "" {
-		mdPath = strings.TrimSuffix(jsonPath, filepath.Ext(jsonPath)) + ".md"
-	}
-	if err := os.WriteFile(mdPath, []byte(res.Markdown(filepath.Base(jsonPath))), 0o644); err != nil {
+	if err := render(&res, mdPath, jsonPath, sectionPath); err != nil {
 		logger.Error(err.Error())
 		return 1
 	}
-	logger.Info("re-rendered", "from", jsonPath, "file", mdPath)
+	logger.Info("re-rendered", "from", jsonPath, "file", mdPath, "section", sectionPath)
 	return 0
+}
+
+// sameFile reports whether a and b are the same path once absolute.
+func sameFile(a, b string) bool {
+	x, err1 := filepath.Abs(a)
+	y, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && x == y
 }
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func appendOnce(xs []string, x string) []string {

@@ -96,7 +96,7 @@ func (b *bench) yarnSetup(ctx context.Context, s *Scenario, bundle string) (*yar
 	// projects vendor it.
 	yarnJS, tgzSum, err := fetchYarn(ctx, filepath.Join(y.dir, "yarn-"+yarnVersion+".cjs"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("downloading Yarn (%s): %w", yarnCLIDist, err)
 	}
 	s.Facts["yarnCliDistSha256"] = tgzSum
 
@@ -114,7 +114,7 @@ func (b *bench) yarnSetup(ctx context.Context, s *Scenario, bundle string) (*yar
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("yarn up %s@%s: %v\n%s", bumpPackage, bumpTo, err, harness.TailLines(string(out), 30))
+		return nil, fmt.Errorf("bumping %s to %s (yarn up): %w\n%s", bumpPackage, bumpTo, err, harness.TailLines(string(out), 30))
 	}
 	s.Facts["bumpYarnUpSeconds"] = time.Since(start).Seconds()
 	after, err := os.ReadFile(filepath.Join(y.up, "yarn.lock"))
@@ -184,7 +184,7 @@ func (b *bench) yarnSetup(ctx context.Context, s *Scenario, bundle string) (*yar
 
 	// The counting proxy in front of the registry.
 	if y.proxy, err = harness.NewProxyCounter(yarnRegistry); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting the registry proxy: %w", err)
 	}
 
 	raw, err := os.ReadFile(filepath.Join(b.root, "recipes", "mastodon", "streaming-hermetic.yaml"))
@@ -377,7 +377,7 @@ func fetchYarn(ctx context.Context, dst string) (string, string, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("%s: %s", yarnCLIDist, resp.Status)
+		return "", "", fmt.Errorf("downloading %s: %s", yarnCLIDist, resp.Status)
 	}
 	h := sha256.New()
 	zr, err := gzip.NewReader(io.TeeReader(resp.Body, h))
