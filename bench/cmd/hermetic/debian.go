@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vmbuild/vmbuild/bench/internal/harness"
 )
 
 // Scenario 4 (issue #13): the Debian base of the streaming recipe (sid's
@@ -107,6 +110,18 @@ func (b *bench) debianSequence(ctx context.Context, s *Scenario, path string, re
 			return err
 		}
 	}
+	// The same, as the command: bin/vmbuild lock with its cache directory
+	// (VMBUILD_CACHE_DIR: the Debian index and git caches) empty, then
+	// warm; the whole process is timed.
+	cliCache := filepath.Join(b.work, "cache", fmt.Sprintf("cli-%d", rep))
+	defer os.RemoveAll(cliCache)
+	for _, phase := range []string{"cli-lock-cold", "cli-lock-warm"} {
+		run, err := b.lockCLI(ctx, path, cliCache)
+		record(phase, run, err)
+		if err != nil {
+			return err
+		}
+	}
 	r, l, _, err := b.lock(ctx, path, lockOpts{})
 	if err != nil {
 		return err
@@ -138,4 +153,30 @@ func (b *bench) debianSequence(ctx context.Context, s *Scenario, path string, re
 		cold = run
 	}
 	return nil
+}
+
+// lockCLI runs `bin/vmbuild lock PATH` afresh (the lock files removed
+// first) with VMBUILD_CACHE_DIR=cache, timing the whole process.
+func (b *bench) lockCLI(ctx context.Context, path, cache string) (Run, error) {
+	var run Run
+	base := strings.TrimSuffix(path, filepath.Ext(path))
+	for _, p := range []string{base + ".lock.json", base + ".deps.lock.json"} {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return run, fmt.Errorf("removing %s: %w", p, err)
+		}
+	}
+	cmd := exec.CommandContext(ctx, b.bins["vmbuild"], "lock", path)
+	cmd.Env = append(os.Environ(), "VMBUILD_CACHE_DIR="+cache)
+	b.take()
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	run.Wall = time.Since(start)
+	b.count(&run)
+	if err != nil {
+		return run, fmt.Errorf("running vmbuild lock %s: %w\n%s", path, err, harness.TailLines(string(out), 20))
+	}
+	if !fileExists(base + ".deps.lock.json") {
+		return run, fmt.Errorf("%w: vmbuild lock wrote no %s", errCheck, base+".deps.lock.json")
+	}
+	return run, nil
 }
