@@ -26,7 +26,7 @@ func (b *bench) debian(ctx context.Context) *Scenario {
 		b.errorf("debian: setup: %v", err)
 		return s
 	}
-	for rep := 1; rep <= b.reps; rep++ {
+	for rep := 1; rep <= b.repsOf(s); rep++ {
 		if ctx.Err() != nil {
 			return s
 		}

@@ -37,7 +37,8 @@ type bench struct {
 	root    string // the vmbuild checkout
 	work    string // the work directory (removed at the end unless kept)
 	quick   bool
-	reps    int
+	reps    int            // repetitions of every sequence
+	repsBy  map[string]int // per scenario, overriding reps
 	log     *slog.Logger
 	verbose *slog.Logger // vmbuild's own log lines (--verbose), else nil
 	bins    map[string]string
@@ -174,6 +175,16 @@ func (b *bench) count(run *Run) {
 // withMirror points a recipe's base.debian at the counting archive proxy.
 func (b *bench) withMirror(body, suite string) (string, error) {
 	return replaceAll(body, "    suite: "+suite+"\n", "    suite: "+suite+"\n    mirror: "+b.archive.URL+"/debian\n")
+}
+
+// repsOf is how many repetitions scenario s runs, recorded in it.
+func (b *bench) repsOf(s *Scenario) int {
+	n := b.reps
+	if m, ok := b.repsBy[s.ID]; ok {
+		n = m
+	}
+	s.Reps = n
+	return n
 }
 
 // errorf records a harness error (the run will exit 1).

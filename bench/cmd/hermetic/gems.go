@@ -304,7 +304,7 @@ func (b *bench) bundler(ctx context.Context) *Scenario {
 	defer g.source.Close()
 	b.pkgs, b.isPkg = g.source, func(p string) bool { return strings.HasSuffix(p, ".gem") }
 	defer func() { b.pkgs = nil }()
-	for rep := 1; rep <= b.reps; rep++ {
+	for rep := 1; rep <= b.repsOf(s); rep++ {
 		order := append([]string(nil), gemContenders...)
 		for i := 0; i < (rep-1)%len(order); i++ {
 			order = append(order[1:], order[0])

@@ -37,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +53,7 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	quick := flag.Bool("quick", false, "harness check (CI): 1 repetition of every scenario; writes bench/RESULTS-hermetic-quick.md")
-	reps := flag.Int("reps", 0, "repetitions of every sequence (default 3, or 1 with --quick)")
+	reps := flag.String("reps", "", "repetitions of every sequence: N, or N,SCENARIO=M,… (default 3, or 1 with --quick)")
 	out := flag.String("out", "", "results markdown file (default bench/RESULTS-hermetic.md, or bench/RESULTS-hermetic-quick.md with --quick); the JSON goes beside it")
 	only := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(allScenarios, ",")+")")
 	keep := flag.Bool("keep", false, "keep the work directory after a successful run")
@@ -96,12 +97,14 @@ func run() int {
 		}
 		return rerender(logger, *render, md, sectionFor(md))
 	}
-	n := *reps
-	if n == 0 {
-		n = 3
-		if *quick {
-			n = 1
-		}
+	n := 3
+	if *quick {
+		n = 1
+	}
+	repsBy, err := parseReps(*reps, &n)
+	if err != nil {
+		logger.Error(err.Error())
+		return 2
 	}
 	scen := allScenarios
 	if *only != "" {
@@ -152,7 +155,7 @@ func run() int {
 	defer stop()
 
 	b := &bench{
-		root: root, work: work, quick: *quick, reps: n, log: logger,
+		root: root, work: work, quick: *quick, reps: n, repsBy: repsBy, log: logger,
 		bins: map[string]string{
 			"buildkitd":      filepath.Join(root, "bin", "buildkitd"),
 			"buildctl":       filepath.Join(root, "bin", "buildctl"),
@@ -227,6 +230,33 @@ func run() int {
 		logger.Warn("removing the work directory", "dir", work, "err", err)
 	}
 	return code
+}
+
+// parseReps parses --reps: "N" sets *n, "SCENARIO=M" one scenario's.
+func parseReps(spec string, n *int) (map[string]int, error) {
+	by := map[string]int{}
+	if spec == "" {
+		return by, nil
+	}
+	for _, part := range strings.Split(spec, ",") {
+		name, v, named := strings.Cut(part, "=")
+		if !named {
+			v = name
+		}
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 1 {
+			return nil, fmt.Errorf("parsing --reps %q: %q is not a positive number", spec, v)
+		}
+		switch {
+		case !named:
+			*n = k
+		case slices.Contains(allScenarios, name):
+			by[name] = k
+		default:
+			return nil, fmt.Errorf("parsing --reps %q: unknown scenario %q (known: %s)", spec, name, strings.Join(allScenarios, ", "))
+		}
+	}
+	return by, nil
 }
 
 // preflight checks the tools the scenarios need, before anything starts.

@@ -39,7 +39,7 @@ func (b *bench) npm(ctx context.Context) *Scenario {
 		b.errorf("npm: setup: %v", err)
 		return s
 	}
-	for rep := 1; rep <= b.reps; rep++ {
+	for rep := 1; rep <= b.repsOf(s); rep++ {
 		order := npmContenders
 		if rep%2 == 0 {
 			order = []string{npmContenders[1], npmContenders[0]}

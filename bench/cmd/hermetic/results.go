@@ -27,6 +27,8 @@ type Results struct {
 type Scenario struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
+	// Reps is how many repetitions of each sequence the scenario ran.
+	Reps int `json:"reps,omitempty"`
 	// Setup says what was built and how (not timed).
 	Setup []string `json:"setup,omitempty"`
 	// Facts are figures measured once (e.g. which packages a bump moved).

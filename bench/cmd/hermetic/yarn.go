@@ -61,7 +61,7 @@ func (b *bench) yarn(ctx context.Context, bundle string) *Scenario {
 	b.pkgs, b.isPkg = y.proxy, harness.IsTarball
 	defer func() { b.pkgs = nil }()
 	contenders := []string{"hermetic", "baseline"}
-	for rep := 1; rep <= b.reps; rep++ {
+	for rep := 1; rep <= b.repsOf(s); rep++ {
 		order := contenders
 		if rep%2 == 0 {
 			order = []string{contenders[1], contenders[0]}
