@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmbuild/vmbuild/bench/internal/harness"
+	"github.com/vmbuild/vmbuild/recipe"
 )
 
 // Scenario 4 (issue #13): the Debian base of the streaming recipe (sid's
@@ -72,7 +73,8 @@ func (b *bench) debianSetup(ctx context.Context, s *Scenario) (string, error) {
 	}
 	s.Setup = append(s.Setup,
 		"Recipe: the `base:` block of recipes/mastodon/streaming-hermetic.yaml as committed (sid: nodejs, ca-certificates, dash; user and group mastodon) with `allowExpired: true` and `mirror:` the counting archive proxy, and one small layer (`node --version`, which a recipe needs: vmbuild wants at least one); the image is the base, a one-file source tree and that layer.",
-		"Lock: `lock.Resolver` as `vmbuild lock` uses it, with a fresh lock each time (no previous lock to keep pins from). Cold: an empty Debian index cache (InRelease, then the Packages index downloaded and checked against it); warm: the cache the cold lock filled (the InRelease is always fetched; the Packages file is read from the cache when its sha256 still matches).",
+		"Lock, the command: `bin/vmbuild lock base.yaml` run as a process (whole process timed), the lock files removed first (a fresh lock), with `VMBUILD_CACHE_DIR` an empty directory (cold), then the same directory again (warm). The command passes no Debian index cache to the resolver (cmd/vmbuild/internal/cli/common.go: `resolver` sets no `Debian` options), so its warm lock downloads sid's Packages index again: the archive column shows it.",
+		"Lock, in-process: `lock.Resolver` (what the command calls) with `deb.WithCacheDir`, a fresh lock each time. Cold: an empty Debian index cache (InRelease, then the Packages index downloaded and checked against it); warm: the cache the cold lock filled (the InRelease is always fetched; the Packages file is read from the cache when its sha256 still matches): what the command would take with an index cache.",
 		"Build: cold on a fresh buildkitd (every .deb fetched from deb.debian.org and unpacked), warm on the same daemon right after.")
 	return path, nil
 }
@@ -159,8 +161,12 @@ func (b *bench) debianSequence(ctx context.Context, s *Scenario, path string, re
 // first) with VMBUILD_CACHE_DIR=cache, timing the whole process.
 func (b *bench) lockCLI(ctx context.Context, path, cache string) (Run, error) {
 	var run Run
-	base := strings.TrimSuffix(path, filepath.Ext(path))
-	for _, p := range []string{base + ".lock.json", base + ".deps.lock.json"} {
+	r, err := recipe.Load(path)
+	if err != nil {
+		return run, fmt.Errorf("loading recipe %s: %w", path, err)
+	}
+	depsLock := strings.TrimSuffix(r.LockPath(), ".lock.json") + ".deps.lock.json"
+	for _, p := range []string{r.LockPath(), depsLock} {
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 			return run, fmt.Errorf("removing %s: %w", p, err)
 		}
@@ -175,8 +181,8 @@ func (b *bench) lockCLI(ctx context.Context, path, cache string) (Run, error) {
 	if err != nil {
 		return run, fmt.Errorf("running vmbuild lock %s: %w\n%s", path, err, harness.TailLines(string(out), 20))
 	}
-	if !fileExists(base + ".deps.lock.json") {
-		return run, fmt.Errorf("%w: vmbuild lock wrote no %s", errCheck, base+".deps.lock.json")
+	if !fileExists(depsLock) {
+		return run, fmt.Errorf("%w: vmbuild lock wrote no %s", errCheck, depsLock)
 	}
 	return run, nil
 }

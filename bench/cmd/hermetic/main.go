@@ -60,6 +60,7 @@ func run() int {
 	render := flag.String("render", "", "only re-render the markdown from a results JSON file; measures nothing")
 	verbose := flag.Bool("verbose", false, "log vmbuild's own lines (lock and build) too")
 	section := flag.String("results", "", "the file whose hermetic section to rewrite (default bench/RESULTS.md when writing bench/RESULTS-hermetic.md; \"none\": none)")
+	merge := flag.String("merge", "", "a results JSON file whose scenarios this run does not run are kept in its results (a scenario measured again, or apart)")
 	bundle := flag.String("bundle", "", "the Mastodon git bundle (default ../shared/fixtures/mastodon/mastodon-main.bundle from the checkout, read in place)")
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: bench/run-hermetic [--quick] [flags]\n\n")
@@ -123,8 +124,15 @@ func run() int {
 			mdPath = filepath.Join(root, "bench", "RESULTS-hermetic-quick.md")
 		}
 	}
-	if !*quick && *out == "" && *only != "" {
-		logger.Error("a partial run (some scenarios) must not overwrite bench/RESULTS-hermetic.md: give --out")
+	var merged *Results
+	if *merge != "" {
+		if merged, err = readResults(*merge); err != nil {
+			logger.Error(err.Error())
+			return 2
+		}
+	}
+	if !*quick && *out == "" && !covers(scen, merged) {
+		logger.Error("a partial run (some scenarios, and no --merge of the others) must not overwrite bench/RESULTS-hermetic.md: give --out")
 		return 2
 	}
 	bundlePath := *bundle
@@ -183,6 +191,7 @@ func run() int {
 			break
 		}
 		t0 := time.Now()
+		before := len(b.res.Scenarios)
 		switch sc {
 		case "yarn":
 			b.yarn(ctx, bundlePath)
@@ -194,6 +203,9 @@ func run() int {
 			b.debian(ctx)
 		}
 		b.endScenario()
+		for _, s := range b.res.Scenarios[before:] {
+			s.Command, s.Started, s.Finished = command, t0.UTC(), time.Now().UTC()
+		}
 		logger.Info("scenario done", "scenario", sc, "took", time.Since(t0).Round(time.Second))
 	}
 	b.res.Machine.StopSampling()
@@ -207,6 +219,9 @@ func run() int {
 				b.res.Errors = appendOnce(b.res.Errors, fmt.Sprintf("%s: %s %s rep %d: %s", s.ID, r.Contender, r.Phase, r.Rep, harness.FirstLine(r.Err)))
 			}
 		}
+	}
+	if merged != nil {
+		mergeResults(b.res, merged)
 	}
 	logger.Info("hermetic benchmark finished", "took", b.res.Finished.Sub(b.res.Started).Round(time.Second))
 
@@ -230,6 +245,58 @@ func run() int {
 		logger.Warn("removing the work directory", "dir", work, "err", err)
 	}
 	return code
+}
+
+// readResults reads a results JSON file.
+func readResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading results: %w", err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("reading results %s: %w", path, err)
+	}
+	return &res, nil
+}
+
+// covers reports whether the scenarios run, with those of merged, are
+// all of them.
+func covers(scen []string, merged *Results) bool {
+	for _, id := range allScenarios {
+		if !slices.Contains(scen, id) && (merged == nil || merged.scenario(id) == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeResults adds to res the scenarios of old that res does not have,
+// with their errors, in the order of allScenarios.
+func mergeResults(res, old *Results) {
+	for _, s := range old.Scenarios {
+		if s == nil || res.scenario(s.ID) != nil {
+			continue
+		}
+		if s.Reps == 0 {
+			s.Reps = old.Reps
+		}
+		if s.Command == "" {
+			s.Command, s.Started, s.Finished = old.Command, old.Started, old.Finished
+		}
+		res.Scenarios = append(res.Scenarios, s)
+		for _, e := range old.Errors {
+			if strings.HasPrefix(e, s.ID+":") {
+				res.Errors = append(res.Errors, e)
+			}
+		}
+	}
+	slices.SortStableFunc(res.Scenarios, func(a, b *Scenario) int {
+		return slices.Index(allScenarios, a.ID) - slices.Index(allScenarios, b.ID)
+	})
+	if old.Started.Before(res.Started) {
+		res.Started = old.Started
+	}
 }
 
 // parseReps parses --reps: "N" sets *n, "SCENARIO=M" one scenario's.
@@ -345,17 +412,12 @@ func render(res *Results, mdPath, jsonPath, sectionPath string) error {
 // rerender writes the report (and the section) again from a results file,
 // measuring nothing.
 func rerender(logger *slog.Logger, jsonPath, mdPath, sectionPath string) int {
-	b, err := os.ReadFile(jsonPath)
+	res, err := readResults(jsonPath)
 	if err != nil {
-		logger.Error("reading results", "err", err)
+		logger.Error(err.Error())
 		return 1
 	}
-	var res Results
-	if err := json.Unmarshal(b, &res); err != nil {
-		logger.Error("reading results", "file", jsonPath, "err", err)
-		return 1
-	}
-	if err := render(&res, mdPath, jsonPath, sectionPath); err != nil {
+	if err := render(res, mdPath, jsonPath, sectionPath); err != nil {
 		logger.Error(err.Error())
 		return 1
 	}

@@ -387,6 +387,7 @@ func (r *Results) Markdown(jsonName string) string {
 			fmt.Fprintf(&b, "Not run: %s\n\n", s.Skipped)
 			continue
 		}
+		fmt.Fprintf(&b, "Measured by %s.\n\n", s.measuredBy(r))
 		for _, l := range s.Setup {
 			fmt.Fprintf(&b, "- %s\n", l)
 		}
@@ -586,6 +587,13 @@ func (r *Results) Section(detailsName, jsonName string) string {
 		}
 		b.WriteString("\n")
 	}
+	b.WriteString("Commands that produced the figures:\n\n")
+	for _, s := range r.Scenarios {
+		if s != nil {
+			fmt.Fprintf(&b, "- %s: %s\n", scenarioName[s.ID], s.measuredBy(r))
+		}
+	}
+	b.WriteString("\n")
 	b.WriteString("Contenders: **hermetic** = the layer with vmbuild `deps:` (every package pinned by sha256 at lock time, fetched by BuildKit, one cache entry per package, installed offline); **baseline** = today's layer: the same recipe with `network: host` and no `deps:`, the package manager installing from the registry (through the same counting proxy).\n\n")
 	b.WriteString("### Targets\n\n| target | measured | status |\n|---|---|---|\n")
 	for _, t := range r.Targets() {
@@ -671,4 +679,14 @@ func (r *Results) repsText() string {
 		return fmt.Sprint(r.Reps)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// measuredBy says which command measured the scenario, when, and how many
+// repetitions.
+func (s *Scenario) measuredBy(r *Results) string {
+	cmd, start, end := s.Command, s.Started, s.Finished
+	if cmd == "" {
+		cmd, start, end = r.Command, r.Started, r.Finished
+	}
+	return fmt.Sprintf("`%s` on %s, %s to %s UTC, %d repetition(s)", cmd, start.Format("2006-01-02"), start.Format("15:04"), end.Format("15:04"), s.reps(r))
 }

@@ -29,6 +29,11 @@ type Scenario struct {
 	Title string `json:"title"`
 	// Reps is how many repetitions of each sequence the scenario ran.
 	Reps int `json:"reps,omitempty"`
+	// Command is the command line that measured it, from Started to
+	// Finished (a merged run's scenarios keep theirs).
+	Command  string    `json:"command,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
 	// Setup says what was built and how (not timed).
 	Setup []string `json:"setup,omitempty"`
 	// Facts are figures measured once (e.g. which packages a bump moved).
