@@ -180,7 +180,7 @@ func (b *bench) npmSequence(ctx context.Context, s *Scenario, path string, commi
 					err = fmt.Errorf("%w: the no-op rebuild fetched (registry: %s; archive: %s), ran %v or changed the digest", errCheck, run.Proxy, run.Archive, run.LayerSteps)
 				}
 			case "bump":
-				if contender == "hermetic" && (run.Packages != 1 || !strings.Contains(strings.Join(run.Proxy.Paths, " "), "dotenv-16.4.7.tgz")) {
+				if contender == "hermetic" && !run.ReusedDaemon && (run.Packages != 1 || !strings.Contains(strings.Join(run.Proxy.Paths, " "), "dotenv-16.4.7.tgz")) {
 					err = fmt.Errorf("%w: the bump fetched %d packages (%v), want dotenv 16.4.7 only", errCheck, run.Packages, run.Proxy.Paths)
 				}
 			}
