@@ -17,8 +17,13 @@
 //   - debian: the sid nodejs base: lock with a cold and a warm index cache,
 //     cold and warm builds (#13).
 //
-// It writes bench/RESULTS-hermetic.md and .json (--quick: 1 repetition,
-// bench/RESULTS-hermetic-quick.md, gitignored). It fails (exit 1) on a
+// It writes bench/RESULTS-hermetic.md and .json, and the section of
+// bench/RESULTS.md between harness.SectionBegin and SectionEnd (which
+// bench/run keeps); --quick: 1 repetition, one buildkitd per scenario,
+// bench/RESULTS-hermetic-quick.md, gitignored. --reps 3,bundler=1 runs a
+// slow scenario fewer times; --scenarios X --merge FILE.json measures some
+// scenarios again and keeps the others' figures (each scenario records the
+// command that measured it). It fails (exit 1) on a
 // harness error (a lock or build that fails, a check that does not hold:
 // a no-op rebuild that fetched, a cold build that was not cold); it asserts
 // no times. It needs root, runc, git, node, ruby (gem) and bin/ (make
