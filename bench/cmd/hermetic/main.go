@@ -195,7 +195,7 @@ func run() int {
 		if ctx.Err() != nil {
 			break
 		}
-		t0 := time.Now()
+		t0, load0 := time.Now(), harness.LoadAvg()
 		before := len(b.res.Scenarios)
 		switch sc {
 		case "yarn":
@@ -210,6 +210,7 @@ func run() int {
 		b.endScenario()
 		for _, s := range b.res.Scenarios[before:] {
 			s.Command, s.Started, s.Finished = command, t0.UTC(), time.Now().UTC()
+			s.Load = load0 + " → " + harness.LoadAvg()
 		}
 		logger.Info("scenario done", "scenario", sc, "took", time.Since(t0).Round(time.Second))
 	}

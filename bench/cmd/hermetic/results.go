@@ -34,6 +34,8 @@ type Scenario struct {
 	Command  string    `json:"command,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
+	// Load is the load average (1, 5, 15 min) when it started → ended.
+	Load string `json:"load,omitempty"`
 	// Setup says what was built and how (not timed).
 	Setup []string `json:"setup,omitempty"`
 	// Facts are figures measured once (e.g. which packages a bump moved).
