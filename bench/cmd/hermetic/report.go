@@ -56,6 +56,7 @@ var bumpCases = []bumpCase{
 	{"bundler", "Gemfile.lock: " + bumpPlain + " (per gem)", "hermetic-pergem", "bump-plain"},
 	{"bundler", "Gemfile.lock: " + bumpCExt + ", two C extensions compile against it (per gem)", "hermetic-pergem", "bump-cext"},
 	{"bundler", "Gemfile.lock: " + bumpPlain + " (perGem: false)", "hermetic-all", "bump-plain"},
+	{"bundler", "Gemfile.lock: " + bumpCExt + " (perGem: false)", "hermetic-all", "bump-cext"},
 }
 
 // noopOK reports whether every no-op rebuild of contender that ran made
