@@ -121,9 +121,12 @@ type Agg struct {
 	Requests   int64
 	ProxyBytes int64
 	StepTime   time.Duration
-	First      Run // the first successful run (for the exact figures)
-	Differing  []string
-	AllWalls   []time.Duration
+	// InstallTime is the layer's step and, per gem, the gem installs
+	// that ran (summed: some ran in parallel): the install's whole cost.
+	InstallTime time.Duration
+	First       Run // the first successful run (for the exact figures)
+	Differing   []string
+	AllWalls    []time.Duration
 }
 
 func (s *Scenario) agg(contender, phase string) Agg {
@@ -138,11 +141,12 @@ func (s *Scenario) agg(contender, phase string) Agg {
 		return a
 	}
 	a.First = rs[0]
-	var walls, steps []time.Duration
+	var walls, steps, installs []time.Duration
 	var pk, by, db, dbb, rq, pb []int64
 	for _, r := range rs {
 		walls = append(walls, r.Wall)
 		steps = append(steps, r.LayerStepTime)
+		installs = append(installs, r.LayerStepTime+r.Breakdown["gem-installs"])
 		pk = append(pk, int64(r.Packages))
 		by = append(by, r.Bytes)
 		db = append(db, int64(r.Debs))
@@ -153,6 +157,7 @@ func (s *Scenario) agg(contender, phase string) Agg {
 	a.AllWalls = walls
 	a.Wall = harness.Median(walls)
 	a.StepTime = harness.Median(steps)
+	a.InstallTime = harness.Median(installs)
 	a.Min, a.Max = walls[0], walls[0]
 	for _, w := range walls {
 		a.Min = min(a.Min, w)
