@@ -404,7 +404,15 @@ func render(res *Results, mdPath, jsonPath, sectionPath string) error {
 		return nil
 	}
 	rel := func(p string) string {
-		if r, err := filepath.Rel(filepath.Dir(sectionPath), p); err == nil {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return p
+		}
+		dir, err := filepath.Abs(filepath.Dir(sectionPath))
+		if err != nil {
+			return p
+		}
+		if r, err := filepath.Rel(dir, abs); err == nil {
 			return filepath.ToSlash(r)
 		}
 		return p

@@ -614,7 +614,7 @@ func (r *Results) Section(detailsName, jsonName string) string {
 		}
 	}
 	if missed > 0 {
-		b.WriteString("\nWhere a bump misses the target on wall time, what the hermetic layer saves is the download (the bytes column), not the install: a changed lockfile is a changed input, so the layer's run installs every package again (offline, from the loopback mirror of the pinned files) as the baseline's does from the registry, and the rest of the build (BuildKit fetching the new commit, the layer's outputs, the export) costs both the same. Per gem (Bundler, `perGem`), only the bumped gem's step and its dependents' run again: see the layer's step time. The full report breaks each build's time down by part.\n")
+		b.WriteString("\nWhere a bump misses the target on wall time, what the hermetic layer saves is the download (the bytes column), not the install: a changed lockfile is a changed input, so the layer's run installs every package again (offline, from the loopback mirror of the pinned files) as the baseline's does from the registry, and the rest of the build (BuildKit fetching the new commit, the layer's outputs, the export) costs both the same. Per gem (Bundler, `perGem`), only the bumped gem's step and its dependents' run again, but each in a BuildKit step of its own, one after another along the dependency chain: see the install time. The full report breaks each build's time down by part.\n")
 	}
 	b.WriteString("\n### Cold install, no-op rebuild and single-package bump: hermetic against the baseline\n\n")
 	b.WriteString("Packages and bytes fetched are what the counting proxy in front of the registry (or the loopback gem source) served during the build; .debs are not included (the cold builds also fetch the Debian base: see the full report).\n\n")
