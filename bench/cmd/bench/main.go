@@ -65,7 +65,7 @@ func run() int {
 	if *render != "" {
 		return rerender(logger, *render, *out)
 	}
-	root, err := findRoot()
+	root, err := harness.FindRoot()
 	if err != nil {
 		logger.Error(err.Error())
 		return 1
@@ -136,7 +136,7 @@ func run() int {
 	}
 	if res != nil {
 		for _, e := range res.Errors {
-			fmt.Fprintln(os.Stderr, "error:", firstLine(e))
+			fmt.Fprintln(os.Stderr, "error:", harness.FirstLine(e))
 		}
 	}
 	if code != 0 || *keep {
@@ -197,6 +197,8 @@ func writeReport(res *harness.Results, mdPath, command string, withJSON bool) er
 	}
 	md := res.Markdown(filepath.Base(svgPath), command)
 	md = strings.Replace(md, "the JSON file beside this one", "`"+filepath.Base(jsonPath)+"`", 1)
+	// bench/run-hermetic's section of the file stays.
+	md = harness.KeepSection(mdPath, md)
 	return os.WriteFile(mdPath, []byte(md), 0o644)
 }
 
@@ -206,26 +208,5 @@ func printTargets(res *harness.Results) {
 	fmt.Fprintf(w, "\nTargets (%s size, %d repetition(s)):\n", res.Size.Name, res.Reps)
 	for _, t := range res.Targets() {
 		fmt.Fprintf(w, "  [%s] %s: %s\n", t.Status, t.Name, t.Figure)
-	}
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
-}
-
-// findRoot finds the vmbuild checkout from the working directory.
-func findRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/vmbuild/vmbuild\n") {
-			return d, nil
-		}
-		if filepath.Dir(d) == d {
-			return "", fmt.Errorf("not inside the vmbuild checkout (no go.mod of github.com/vmbuild/vmbuild above %s)", wd)
-		}
 	}
 }

@@ -416,7 +416,7 @@ func (b *bench) prune(ctx context.Context, logPath string) error {
 	out, err := c.CombinedOutput()
 	_ = os.WriteFile(logPath, out, 0o644)
 	if err != nil {
-		return fmt.Errorf("buildctl prune --all: %w: %s", err, tailString(string(out), 10))
+		return fmt.Errorf("buildctl prune --all: %w: %s", err, TailLines(string(out), 10))
 	}
 	return nil
 }
@@ -684,12 +684,4 @@ func (b *bench) runBuildctl(ctx context.Context, c Contender, run RunInfo, repo 
 	m.Ran = RanNames(steps)
 	m.ToolTime = ranTime(steps)
 	return nil
-}
-
-func tailString(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

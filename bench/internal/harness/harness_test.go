@@ -126,3 +126,20 @@ func TestReport(t *testing.T) {
 		t.Errorf("svg has %d rects, want a bar per contender and run", strings.Count(svg, "<rect"))
 	}
 }
+
+func TestSection(t *testing.T) {
+	md := "# results\n\nbody\n"
+	s := SectionBegin + "\nhermetic v1\n" + SectionEnd
+	got := WithSection(md, s)
+	if Section(got) != s || !strings.HasPrefix(got, md) {
+		t.Fatalf("appended: %q", got)
+	}
+	s2 := SectionBegin + "\nhermetic v2\n" + SectionEnd
+	got2 := WithSection(got, s2)
+	if Section(got2) != s2 || strings.Contains(got2, "v1") || !strings.HasPrefix(got2, md) {
+		t.Fatalf("replaced: %q", got2)
+	}
+	if Section(md) != "" {
+		t.Fatal("found a section in a file with none")
+	}
+}

@@ -61,12 +61,12 @@ func (r *Results) Cell(contender, run string) Cell {
 	if c.N == 0 {
 		return c
 	}
-	c.Wall = median(c.Walls)
-	c.ToolTime = median(tools)
-	c.Pushed = medianInt(pushed)
-	c.PushedBlobs = medianInt(pblobs)
-	c.PushedManifests = medianInt(pmans)
-	c.NewLayerBytes = medianInt(newb)
+	c.Wall = Median(c.Walls)
+	c.ToolTime = Median(tools)
+	c.Pushed = MedianInt(pushed)
+	c.PushedBlobs = MedianInt(pblobs)
+	c.PushedManifests = MedianInt(pmans)
+	c.NewLayerBytes = MedianInt(newb)
 	best, bestN := "", -1
 	keys := make([]string, 0, len(ranSets))
 	for k := range ranSets {
@@ -81,18 +81,6 @@ func (r *Results) Cell(contender, run string) Cell {
 	c.Ran = ranOf[best]
 	c.RanVaries = len(ranSets) > 1
 	return c
-}
-
-func medianInt(xs []int64) int64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]int64(nil), xs...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func (r *Results) hasContender(id string) bool {
@@ -124,7 +112,8 @@ type Target struct {
 	Why    string
 }
 
-func ratio(a, b time.Duration) float64 {
+// Ratio is a/b (NaN if b is not positive).
+func Ratio(a, b time.Duration) float64 {
 	if b <= 0 {
 		return math.NaN()
 	}
@@ -137,8 +126,6 @@ func fmtRatio(x float64) string {
 	}
 	return fmt.Sprintf("%.2f×", x)
 }
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 
 func kib(n int64) string {
 	if n < 10*1024 {
@@ -175,7 +162,7 @@ func (r *Results) Targets() []Target {
 				ok = false
 				continue
 			}
-			x := ratio(n.Wall, t.Wall)
+			x := Ratio(n.Wall, t.Wall)
 			parts = append(parts, fmt.Sprintf("%s %s", run.ID, fmtRatio(x)))
 			if x > worst {
 				worst, worstRun = x, run.ID
@@ -193,9 +180,9 @@ func (r *Results) Targets() []Target {
 			w2 := 0.0
 			for _, run := range r.commitRuns() {
 				n, t := r.Cell("native", run.ID), r.Cell("tuned", run.ID)
-				w2 = math.Max(w2, ratio(n.Wall-sa, t.Wall))
+				w2 = math.Max(w2, Ratio(n.Wall-sa, t.Wall))
 			}
-			why = fmt.Sprintf("native builds also sign and attest, the hand-tuned ones do not: %s s (median, measured separately); subtracting it, the worst would be ≈%s", secs(sa), fmtRatio(w2))
+			why = fmt.Sprintf("native builds also sign and attest, the hand-tuned ones do not: %s s (median, measured separately); subtracting it, the worst would be ≈%s", Secs(sa), fmtRatio(w2))
 		}
 		ts = append(ts, Target{Name: "vmbuild native ≤ 1.05× hand-tuned Dockerfile, every commit",
 			Figure: fmt.Sprintf("worst %s (%s); %s", fmtRatio(worst), worstRun, strings.Join(parts, ", ")), Status: st, Why: why})
@@ -205,15 +192,15 @@ func (r *Results) Targets() []Target {
 	if all("native") {
 		cold, noop := r.Cell("native", "cold"), r.Cell("native", "noop")
 		if cold.OK() && noop.OK() {
-			x := ratio(noop.Wall, cold.Wall)
+			x := Ratio(noop.Wall, cold.Wall)
 			same := sameDigests(r, "native", "cold", "noop")
 			why := ""
 			if s := r.Signing; s != nil && s.VMBuildSigns && s.VMBuildNoSign.OK() {
 				why = fmt.Sprintf("a no-op signs and attests again (%s s, measured separately); the same no-op pushed with --no-sign took %s s (median, measured separately), %.1f%% of this cold build",
-					secs(s.SignAttest), secs(s.VMBuildNoSign.Median), 100*ratio(s.VMBuildNoSign.Median, cold.Wall))
+					Secs(s.SignAttest), Secs(s.VMBuildNoSign.Median), 100*Ratio(s.VMBuildNoSign.Median, cold.Wall))
 			}
 			ts = append(ts, Target{Name: "no-op rebuild ≤ 3% of a cold build, same digest (vmbuild native)",
-				Figure: fmt.Sprintf("%.1f%% (%s s of %s s); digest %s", 100*x, secs(noop.Wall), secs(cold.Wall), map[bool]string{true: "identical", false: "DIFFERENT"}[same]),
+				Figure: fmt.Sprintf("%.1f%% (%s s of %s s); digest %s", 100*x, Secs(noop.Wall), Secs(cold.Wall), map[bool]string{true: "identical", false: "DIFFERENT"}[same]),
 				Status: status(x <= 0.03 && same), Why: why})
 		} else {
 			ts = append(ts, Target{Name: "no-op rebuild ≤ 3% of a cold build, same digest", Status: "not measured"})
@@ -234,7 +221,7 @@ func (r *Results) Targets() []Target {
 				measured = false
 				continue
 			}
-			x := ratio(n.Wall, c.Wall)
+			x := Ratio(n.Wall, c.Wall)
 			parts = append(parts, fmt.Sprintf("%s vs %s", fmtRatio(x), contenderTitle(p)))
 			ok = ok && x <= 0.3
 		}
@@ -274,7 +261,7 @@ func (r *Results) Targets() []Target {
 					ok = false
 					continue
 				}
-				x := ratio(d.Wall, c.Wall)
+				x := Ratio(d.Wall, c.Wall)
 				parts = append(parts, fmt.Sprintf("%s %s", run.ID, fmtRatio(x)))
 				if x > worst {
 					worst, worstRun = x, run.ID
@@ -302,7 +289,7 @@ func (r *Results) Targets() []Target {
 					ok = false
 					continue
 				}
-				x := ratio(d.Wall, c.Wall+extra)
+				x := Ratio(d.Wall, c.Wall+extra)
 				parts = append(parts, fmt.Sprintf("%s %s", run.ID, fmtRatio(x)))
 				if x > worst {
 					worst, worstRun = x, run.ID
@@ -314,7 +301,7 @@ func (r *Results) Targets() []Target {
 			}
 			ts = append(ts, Target{Name: "vmbuild dockerfile mode ≤ 1.10× (" + contenderTitle("peer-epoch") + " + stock cosign sign + attest)",
 				Figure: fmt.Sprintf("worst %s (%s); %s", fmtRatio(worst), worstRun, strings.Join(parts, ", ")), Status: st,
-				Why: fmt.Sprintf("cosign sign + attest add %s s to each peer build", secs(extra))})
+				Why: fmt.Sprintf("cosign sign + attest add %s s to each peer build", Secs(extra))})
 		}
 	}
 
@@ -323,12 +310,12 @@ func (r *Results) Targets() []Target {
 		cos := s.CosignVerify.Median + s.CosignVerifyAttestation.Median
 		switch {
 		case s.VMBuildVerify.OK() && s.CosignVerify.OK() && s.CosignVerifyAttestation.OK() && s.SignedBy == "vmbuild":
-			x := ratio(s.VMBuildVerify.Median, cos)
-			fig := fmt.Sprintf("--no-policy %s s vs cosign %s s (%s)", secs(s.VMBuildVerify.Median), secs(cos), fmtRatio(x))
+			x := Ratio(s.VMBuildVerify.Median, cos)
+			fig := fmt.Sprintf("--no-policy %s s vs cosign %s s (%s)", Secs(s.VMBuildVerify.Median), Secs(cos), fmtRatio(x))
 			st := status(x <= 1.0)
 			if s.VMBuildVerifyPolicy.OK() {
-				y := ratio(s.VMBuildVerifyPolicy.Median, cos)
-				fig += fmt.Sprintf("; --policy %s s (%s)", secs(s.VMBuildVerifyPolicy.Median), fmtRatio(y))
+				y := Ratio(s.VMBuildVerifyPolicy.Median, cos)
+				fig += fmt.Sprintf("; --policy %s s (%s)", Secs(s.VMBuildVerifyPolicy.Median), fmtRatio(y))
 				if (x <= 1.0) != (y <= 1.0) {
 					st = fmt.Sprintf("%s without policy, %s with", status(x <= 1.0), status(y <= 1.0))
 				}
@@ -348,7 +335,7 @@ func (r *Results) Targets() []Target {
 			}
 			fig := "–"
 			if s.CosignVerify.OK() && s.CosignVerifyAttestation.OK() {
-				fig = fmt.Sprintf("cosign's two verifications: %s s (baseline, on a %s-signed image)", secs(cos), s.CosignSignedBy)
+				fig = fmt.Sprintf("cosign's two verifications: %s s (baseline, on a %s-signed image)", Secs(cos), s.CosignSignedBy)
 			}
 			ts = append(ts, Target{Name: "vmbuild verify ≤ 1.0× cosign verify + cosign verify-attestation", Figure: fig, Status: "not measured", Why: why})
 		}
@@ -482,7 +469,7 @@ func (r *Results) Markdown(svgName, command string) string {
 	}
 	w("\n")
 	for _, run := range r.Runs {
-		w("| %s | `%s` |", run.Title, short(run.Commit))
+		w("| %s | `%s` |", run.Title, Short(run.Commit))
 		for _, id := range ids {
 			c := r.Cell(id, run.ID)
 			if !c.OK() {
@@ -497,7 +484,7 @@ func (r *Results) Markdown(svgName, command string) string {
 				w(" – |")
 				continue
 			}
-			w(" %s |", fmtRatio(ratio(a.Wall, bb.Wall)))
+			w(" %s |", fmtRatio(Ratio(a.Wall, bb.Wall)))
 		}
 		w("\n")
 	}
@@ -557,7 +544,7 @@ func (r *Results) Markdown(svgName, command string) string {
 				w(" – |")
 				continue
 			}
-			w(" %s |", secs(c.Wall-c.ToolTime))
+			w(" %s |", Secs(c.Wall-c.ToolTime))
 		}
 		w("\n")
 	}
@@ -614,19 +601,19 @@ func (r *Results) Markdown(svgName, command string) string {
 				if e == "" {
 					e = "not run"
 				}
-				w("| %s | – | %s |\n", name, html.EscapeString(firstLine(e)))
+				w("| %s | – | %s |\n", name, html.EscapeString(FirstLine(e)))
 				return
 			}
 			var rs []string
 			for _, d := range t.Runs {
-				rs = append(rs, secs(d))
+				rs = append(rs, Secs(d))
 			}
-			w("| %s | %s | %s |\n", name, secs(t.Median), strings.Join(rs, ", "))
+			w("| %s | %s | %s |\n", name, Secs(t.Median), strings.Join(rs, ", "))
 		}
 		row("vmbuild build, no-op, `--push --no-sign`", s.VMBuildNoSign)
 		row("vmbuild build, no-op, `--push --key`", s.VMBuildKey)
 		if s.VMBuildSigns {
-			w("| vmbuild sign + attest (difference of the two) | %s | |\n", secs(s.SignAttest))
+			w("| vmbuild sign + attest (difference of the two) | %s | |\n", Secs(s.SignAttest))
 		} else {
 			w("| vmbuild sign + attest | – | not implemented in this vmbuild (no signature reported) |\n")
 		}
@@ -639,7 +626,7 @@ func (r *Results) Markdown(svgName, command string) string {
 		row(fmt.Sprintf("`cosign verify%s` (%s-signed image)", flags, s.CosignSignedBy), s.CosignVerify)
 		row(fmt.Sprintf("`cosign verify-attestation%s` (%s-signed image)", flags, s.CosignSignedBy), s.CosignVerifyAttestation)
 		if s.CosignVerify.OK() && s.CosignVerifyAttestation.OK() {
-			w("| cosign's two verifications together | %s | |\n", secs(s.CosignVerify.Median+s.CosignVerifyAttestation.Median))
+			w("| cosign's two verifications together | %s | |\n", Secs(s.CosignVerify.Median+s.CosignVerifyAttestation.Median))
 		}
 		row(fmt.Sprintf("`vmbuild verify --no-policy` (%s-signed image)", s.SignedBy), s.VMBuildVerify)
 		row(fmt.Sprintf("`vmbuild verify --policy` (source, commit, patches, base pinned; %s-signed image)", s.SignedBy), s.VMBuildVerifyPolicy)
@@ -695,7 +682,7 @@ func (r *Results) Markdown(svgName, command string) string {
 	if len(r.Errors) > 0 {
 		w("## Errors\n\n")
 		for _, e := range r.Errors {
-			w("- %s\n", strings.ReplaceAll(firstLine(e), "|", "\\|"))
+			w("- %s\n", strings.ReplaceAll(FirstLine(e), "|", "\\|"))
 		}
 		w("\n")
 	}
@@ -705,20 +692,13 @@ func (r *Results) Markdown(svgName, command string) string {
 // wallCell is "median (min–max)", or the median alone for one repetition.
 func wallCell(c Cell) string {
 	if len(c.Walls) < 2 {
-		return secs(c.Wall)
+		return Secs(c.Wall)
 	}
 	lo, hi := c.Walls[0], c.Walls[0]
 	for _, d := range c.Walls {
 		lo, hi = min(lo, d), max(hi, d)
 	}
-	return fmt.Sprintf("%s <sub>%s–%s</sub>", secs(c.Wall), secs(lo), secs(hi))
-}
-
-func short(s string) string {
-	if len(s) > 10 {
-		return s[:10]
-	}
-	return s
+	return fmt.Sprintf("%s <sub>%s–%s</sub>", Secs(c.Wall), Secs(lo), Secs(hi))
 }
 
 func describeContender(c Contender) string {

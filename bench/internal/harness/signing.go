@@ -7,7 +7,6 @@ import (
 	"github.com/vmbuild/vmbuild/internal/localsvc"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 )
@@ -30,19 +29,7 @@ func (t *Timing) add(d time.Duration, err error) {
 		return
 	}
 	t.Runs = append(t.Runs, d)
-	t.Median = median(t.Runs)
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	t.Median = Median(t.Runs)
 }
 
 // Signing holds the figures measured once, apart from the sequences.
@@ -57,7 +44,7 @@ type Signing struct {
 	// VMBuildSigns is whether the --key builds reported a signature and an
 	// attestation.
 	VMBuildSigns bool `json:"vmbuildSigns"`
-	// SignAttest is median(key) - median(no-sign), when VMBuildSigns.
+	// SignAttest is Median(key) - Median(no-sign), when VMBuildSigns.
 	SignAttest time.Duration `json:"signAttestNs,omitempty"`
 	// CosignSign and CosignAttest: stock cosign signing and attesting the
 	// same image (pushed to another repository).
@@ -288,7 +275,7 @@ func reasonOf(e string) string {
 	if i := strings.Index(e, " (log: "); i >= 0 {
 		e = e[:i]
 	}
-	return firstLine(e)
+	return FirstLine(e)
 }
 
 func okOr(t Timing) string {
@@ -296,11 +283,6 @@ func okOr(t Timing) string {
 		return "ok"
 	}
 	return "failed"
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }
 
 // slsaPredicate is a minimal SLSA v1 provenance predicate for stock
