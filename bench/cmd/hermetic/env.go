@@ -527,3 +527,27 @@ func imageFile(layout string, res *build.Result, want string) (string, bool, err
 	}
 	return content, found, nil
 }
+
+// sequence starts one sequence of a scenario: its own daemon, its output
+// layout (oci/NAME-CONTENDER-REP), and record, which appends a run to s
+// and logs it. done stops the daemon and removes the layout.
+func (b *bench) sequence(ctx context.Context, s *Scenario, name, logName, contender string, rep int) (d *daemon, out string, record func(phase string, run Run, err error), done func(), err error) {
+	d, err = b.startDaemon(ctx)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	out = filepath.Join(b.work, "oci", fmt.Sprintf("%s-%s-%d", name, contender, rep))
+	record = func(phase string, run Run, err error) {
+		run.Contender, run.Phase, run.Rep = contender, phase, rep
+		if err != nil {
+			run.Err = err.Error()
+		}
+		s.Runs = append(s.Runs, run)
+		b.log.Info(logName, "contender", contender, "rep", rep, "phase", phase, "wall", run.Wall.Round(10*time.Millisecond), "packages", run.Packages, "bytes", run.Bytes, "debs", run.Debs, "gemSteps", len(run.GemStepsRan), "proxy", run.Proxy.String(), "steps", run.LayerSteps)
+	}
+	done = func() {
+		d.stop()
+		os.RemoveAll(out)
+	}
+	return d, out, record, done, nil
+}

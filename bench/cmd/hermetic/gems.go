@@ -469,21 +469,11 @@ func (b *bench) trixieBundler(ctx context.Context, dir string) (string, error) {
 // gemSequence: on a fresh daemon, lock, cold build, no-op, then each bump
 // (re-lock, build).
 func (b *bench) gemSequence(ctx context.Context, s *Scenario, g *gemScenario, contender string, rep int) error {
-	d, err := b.startDaemon(ctx)
+	d, out, record, done, err := b.sequence(ctx, s, "gems", "bundler", contender, rep)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
-	out := filepath.Join(b.work, "oci", fmt.Sprintf("gems-%s-%d", contender, rep))
-	defer os.RemoveAll(out)
-	record := func(phase string, run Run, err error) {
-		run.Contender, run.Phase, run.Rep = contender, phase, rep
-		if err != nil {
-			run.Err = err.Error()
-		}
-		s.Runs = append(s.Runs, run)
-		b.log.Info("bundler", "contender", contender, "rep", rep, "phase", phase, "wall", run.Wall.Round(10*time.Millisecond), "gems", run.Packages, "bytes", run.Bytes, "debs", run.Debs, "gemSteps", len(run.GemStepsRan), "steps", run.LayerSteps)
-	}
+	defer done()
 	path := g.recipes[contender]
 	r, l, run, err := b.lock(ctx, path, lockOpts{Fresh: true, Commit: g.commits[0]})
 	record("lock", run, err)

@@ -4,10 +4,8 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/vmbuild/vmbuild/bench/internal/harness"
 )
@@ -124,21 +122,11 @@ func (b *bench) npmSetup(ctx context.Context, s *Scenario, proxy *harness.Counte
 }
 
 func (b *bench) npmSequence(ctx context.Context, s *Scenario, path string, commits []string, contender string, rep int) error {
-	d, err := b.startDaemon(ctx)
+	d, out, record, done, err := b.sequence(ctx, s, "npm", "npm", contender, rep)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
-	out := filepath.Join(b.work, "oci", fmt.Sprintf("npm-%s-%d", contender, rep))
-	defer os.RemoveAll(out)
-	record := func(phase string, run Run, err error) {
-		run.Contender, run.Phase, run.Rep = contender, phase, rep
-		if err != nil {
-			run.Err = err.Error()
-		}
-		s.Runs = append(s.Runs, run)
-		b.log.Info("npm", "contender", contender, "rep", rep, "phase", phase, "wall", run.Wall.Round(10*time.Millisecond), "packages", run.Packages, "bytes", run.Bytes, "debs", run.Debs, "steps", run.LayerSteps)
-	}
+	defer done()
 	r, l, run, err := b.lock(ctx, path, lockOpts{Fresh: true, Commit: commits[0]})
 	record("lock", run, err)
 	if err != nil {

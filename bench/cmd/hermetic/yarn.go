@@ -265,21 +265,11 @@ func (b *bench) yarnSequence(ctx context.Context, s *Scenario, y *yarnScenario, 
 	if contender == "baseline" {
 		path, first, bump = y.baseline, y.importBase, y.bumpBase
 	}
-	d, err := b.startDaemon(ctx)
+	d, out, record, done, err := b.sequence(ctx, s, "yarn", "yarn", contender, rep)
 	if err != nil {
 		return err
 	}
-	defer d.stop()
-	out := filepath.Join(b.work, "oci", fmt.Sprintf("yarn-%s-%d", contender, rep))
-	defer os.RemoveAll(out)
-	record := func(phase string, run Run, err error) {
-		run.Contender, run.Phase, run.Rep = contender, phase, rep
-		if err != nil {
-			run.Err = err.Error()
-		}
-		s.Runs = append(s.Runs, run)
-		b.log.Info("yarn", "contender", contender, "rep", rep, "phase", phase, "wall", run.Wall.Round(10*time.Millisecond), "packages", run.Packages, "bytes", run.Bytes, "debs", run.Debs, "proxy", run.Proxy.String(), "steps", run.LayerSteps)
-	}
+	defer done()
 
 	r, l, run, err := b.lock(ctx, path, lockOpts{Fresh: true, Commit: first})
 	record("lock", run, err)
