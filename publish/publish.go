@@ -366,22 +366,10 @@ func (p *publisher) Publish(ctx context.Context, st store.Store, tags []string, 
 // an attestation signed by pub whose statement is exactly stmt (a
 // deterministic one, as the SBOM's). A nil stmt is trivially there.
 func sameAttestation(pub crypto.PublicKey, formats sign.Format, atts []sign.Attestation, res *build.Result, stmt []byte) (sign.Result, bool) {
-	out := sign.Result{Subject: res.Digest}
 	if stmt == nil {
-		return out, true
+		return sign.Result{Subject: res.Digest}, true
 	}
-	found := sign.Format(0)
-	for _, a := range atts {
-		if a.Format&formats == 0 {
-			continue
-		}
-		if _, payload, err := sign.VerifyDSSE(pub, a.Envelope); err != nil || !bytes.Equal(payload, stmt) {
-			continue
-		}
-		found |= a.Format
-		out.Artifacts = append(out.Artifacts, sign.Artifact{Kind: "attestation", Format: a.Format, Action: sign.Unchanged, Location: a.Source})
-	}
-	return out, found&formats == formats
+	return findAttestation(pub, formats, atts, res, func(_ string, payload []byte) bool { return bytes.Equal(payload, stmt) })
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {
@@ -421,6 +409,15 @@ func equivalentAttestation(pub crypto.PublicKey, formats sign.Format, atts []sig
 	if err != nil {
 		return sign.Result{}, false
 	}
+	return findAttestation(pub, formats, atts, res, func(pt string, payload []byte) bool {
+		rd, err := provenance.Read(pt, payload, res.Digest)
+		return err == nil && sameBuild(rd.Info, want)
+	})
+}
+
+// findAttestation reports whether atts hold, in every requested format,
+// an attestation signed by pub whose payload matches, and lists them.
+func findAttestation(pub crypto.PublicKey, formats sign.Format, atts []sign.Attestation, res *build.Result, match func(payloadType string, payload []byte) bool) (sign.Result, bool) {
 	found := sign.Format(0)
 	out := sign.Result{Subject: res.Digest}
 	for _, a := range atts {
@@ -428,11 +425,7 @@ func equivalentAttestation(pub crypto.PublicKey, formats sign.Format, atts []sig
 			continue
 		}
 		pt, payload, err := sign.VerifyDSSE(pub, a.Envelope)
-		if err != nil {
-			continue
-		}
-		rd, err := provenance.Read(pt, payload, res.Digest)
-		if err != nil || !sameBuild(rd.Info, want) {
+		if err != nil || !match(pt, payload) {
 			continue
 		}
 		found |= a.Format
