@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Decrypting a cosign private key runs scrypt, a few hundred milliseconds
@@ -76,4 +77,62 @@ func CachePublicKey(dir string, keyFile []byte, s *Signer) error {
 		return fmt.Errorf("caching public key: %w", err)
 	}
 	return nil
+}
+
+// PendingKey is a signing key being decrypted: Load returns the signer
+// (decrypting at most once), Public its public key when the key cache
+// remembered it, nil otherwise.
+type PendingKey struct {
+	Public crypto.PublicKey
+	Load   func() (*Signer, error)
+}
+
+// LoadKeyAsync decrypts the cosign private key keyFile (named name in
+// errors) with password, as publishing needs it. A key whose public key
+// the cache in cacheDir remembers is decrypted only when Load is called:
+// a rebuild of an image already signed and attested by it never pays
+// scrypt's few hundred milliseconds, nor competes with the build for the
+// CPU. Any other key is decrypted now, in the background, and its public
+// key remembered. logf, if not nil, is told when remembering fails.
+func LoadKeyAsync(name string, keyFile, password []byte, cacheDir string, logf func(msg string, args ...any)) *PendingKey {
+	decrypt := func() (*Signer, error) {
+		s, err := LoadPrivateKey(keyFile, password)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if cerr := CachePublicKey(cacheDir, keyFile, s); cerr != nil && logf != nil {
+			logf("remembering the public key", "err", cerr)
+		}
+		return s, nil
+	}
+	var (
+		once sync.Once
+		s    *Signer
+		err  error
+	)
+	if pub, _ := CachedPublicKey(cacheDir, keyFile); pub != nil {
+		return &PendingKey{Public: pub, Load: func() (*Signer, error) {
+			once.Do(func() { s, err = decrypt() })
+			return s, err
+		}}
+	}
+	type result struct {
+		s   *Signer
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := decrypt()
+		ch <- result{s, err}
+	}()
+	return &PendingKey{Load: func() (*Signer, error) {
+		once.Do(func() { r := <-ch; s, err = r.s, r.err })
+		return s, err
+	}}
+}
+
+// FailedKey is a PendingKey whose Load returns err: a key file or password
+// that could not be read.
+func FailedKey(err error) *PendingKey {
+	return &PendingKey{Load: func() (*Signer, error) { return nil, err }}
 }

@@ -113,7 +113,7 @@ func (j *buildJob) run(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
-	var signer *pendingKey
+	var signer *sign.PendingKey
 	if j.sign.key != "" && !j.check {
 		signer = a.loadSignerAsync(j.sign.key)
 	}
@@ -137,7 +137,7 @@ func (j *buildJob) run(ctx context.Context, a *app) error {
 	}
 	ctx, stopWatch := buildkit.Watchdog(ctx, conn.Client, buildkit.WatchdogOptions{})
 	defer stopWatch()
-	if signer != nil && signer.pub == nil {
+	if signer != nil && signer.Public == nil {
 		// A key that does not decrypt stops the build before it pushes
 		// (a key decrypted before is decrypted only if something is to
 		// be signed, after the push by digest and before any tag moves).
@@ -145,7 +145,7 @@ func (j *buildJob) run(ctx context.Context, a *app) error {
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
-			if _, err := signer.load(); err != nil {
+			if _, err := signer.Load(); err != nil {
 				cancel(err)
 			}
 		}()

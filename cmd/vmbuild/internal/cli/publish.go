@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"crypto"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -91,66 +89,23 @@ func (a *app) password(confirm bool) ([]byte, error) {
 }
 
 func (a *app) loadSigner(path string) (*sign.Signer, error) {
-	return a.loadSignerAsync(path).load()
-}
-
-// pendingKey is a signing key being read: load returns the signer, pub
-// is its public key when remembered from an earlier decryption.
-type pendingKey struct {
-	load func() (*sign.Signer, error)
-	pub  crypto.PublicKey
+	return a.loadSignerAsync(path).Load()
 }
 
 // loadSignerAsync reads the key file and the password now (so a missing
-// file or password fails before building). A key whose public key is
-// remembered (sign.CachedPublicKey) is decrypted only when something must
-// be signed: a rebuild of an image that is already signed and attested
-// never pays scrypt's few hundred milliseconds, nor competes with the
-// build for the CPU. Any other key is decrypted in the background while
-// the build runs, and its public key remembered. The key stays in this
-// process: BuildKit never sees it.
-func (a *app) loadSignerAsync(path string) *pendingKey {
+// file or password fails before building) and hands decryption to
+// sign.LoadKeyAsync. The key stays in this process: BuildKit never sees
+// it.
+func (a *app) loadSignerAsync(path string) *sign.PendingKey {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		err = fmt.Errorf("reading signing key: %w: %w", errs.ErrKey, err)
-		return &pendingKey{load: func() (*sign.Signer, error) { return nil, err }}
+		return sign.FailedKey(fmt.Errorf("reading signing key: %w: %w", errs.ErrKey, err))
 	}
 	pw, err := a.password(false)
 	if err != nil {
-		return &pendingKey{load: func() (*sign.Signer, error) { return nil, err }}
+		return sign.FailedKey(err)
 	}
-	decrypt := func() (*sign.Signer, error) {
-		s, err := sign.LoadPrivateKey(b, pw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		if cerr := sign.CachePublicKey(keyCacheDir(), b, s); cerr != nil {
-			a.log.Debug("remembering the public key", "err", cerr)
-		}
-		return s, nil
-	}
-	pub, _ := sign.CachedPublicKey(keyCacheDir(), b)
-	var once sync.Once
-	var s *sign.Signer
-	if pub != nil {
-		return &pendingKey{pub: pub, load: func() (*sign.Signer, error) {
-			once.Do(func() { s, err = decrypt() })
-			return s, err
-		}}
-	}
-	type result struct {
-		s   *sign.Signer
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		s, err := decrypt()
-		ch <- result{s, err}
-	}()
-	return &pendingKey{load: func() (*sign.Signer, error) {
-		once.Do(func() { r := <-ch; s, err = r.s, r.err })
-		return s, err
-	}}
+	return sign.LoadKeyAsync(path, b, pw, keyCacheDir(), a.log.Debug)
 }
 
 func keyCacheDir() string { return filepath.Join(cacheDir(), "keys") }
@@ -169,7 +124,7 @@ type publishReport struct {
 // OCI layout: then the image is signed in the layout ociDir when a key is
 // given). The signing key is read here, after the build: it never
 // reaches BuildKit.
-func (j *buildJob) publish(ctx context.Context, a *app, st store.Store, ociDir string, r *recipe.Recipe, l *lock.Lock, res *build.Result, signer *pendingKey) (*publishReport, error) {
+func (j *buildJob) publish(ctx context.Context, a *app, st store.Store, ociDir string, r *recipe.Recipe, l *lock.Lock, res *build.Result, signer *sign.PendingKey) (*publishReport, error) {
 	rep := &publishReport{Image: res.Digest.String()}
 	if st != nil {
 		rep.Image = st.String() + "@" + res.Digest.String()
@@ -188,7 +143,7 @@ func (j *buildJob) publish(ctx context.Context, a *app, st store.Store, ociDir s
 		if signer == nil {
 			signer = a.loadSignerAsync(j.sign.key)
 		}
-		opts.LoadSigner, opts.PublicKey = signer.load, signer.pub
+		opts.LoadSigner, opts.PublicKey = signer.Load, signer.Public
 	}
 	var tags []string
 	if j.out.repo != "" {
