@@ -58,15 +58,9 @@ func fixture(t *testing.T, body string) (*recipe.Recipe, *lock.Lock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lock.Lock{
-		LockVersion: lock.Version,
-		Recipe:      lock.RecipePin{Name: r.Name, File: "demo.yaml", SHA256: r.SHA256},
-		Upstream:    lock.Upstream{URL: r.Upstream.Git, Ref: "main", Commit: strings.Repeat("ab", 20), CommitTime: time.Unix(1700000000, 0).UTC()},
-		Base:        &lock.ImagePin{Ref: "registry.local:5000/busybox:1", Digest: "sha256:" + strings.Repeat("1", 64)},
-	}
-	for _, p := range r.Patches {
-		l.Patches = append(l.Patches, lock.PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
-	}
+	l := lock.Skeleton(r)
+	l.Upstream.Commit, l.Upstream.CommitTime = strings.Repeat("ab", 20), time.Unix(1700000000, 0).UTC()
+	l.Base = &lock.ImagePin{Ref: "registry.local:5000/busybox:1", Digest: "sha256:" + strings.Repeat("1", 64)}
 	return r, l
 }
 

@@ -16,6 +16,22 @@ import (
 	"github.com/vmbuild/vmbuild/recipe"
 )
 
+// Skeleton is the lock of r before anything is resolved: the recipe and
+// patch pins (read from the recipe, no network) and the upstream without
+// its commit. Resolve fills in the rest; tests pin the rest by hand.
+func Skeleton(r *recipe.Recipe) *Lock {
+	l := &Lock{
+		LockVersion: Version,
+		Recipe:      RecipePin{Name: r.Name, File: filepath.Base(r.Path), SHA256: r.SHA256},
+		Upstream:    Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref},
+		Patches:     []PatchPin{},
+	}
+	for _, p := range r.Patches {
+		l.Patches = append(l.Patches, PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
+	}
+	return l
+}
+
 // Resolver pins a recipe's inputs.
 type Resolver struct {
 	Git    GitResolver
@@ -87,12 +103,7 @@ func (res Resolver) Resolve(ctx context.Context, r *recipe.Recipe, prev *Lock, o
 	if err != nil {
 		return nil, err
 	}
-	l := &Lock{
-		LockVersion: Version,
-		Recipe:      RecipePin{Name: r.Name, File: filepath.Base(r.Path), SHA256: r.SHA256},
-		Upstream:    Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref},
-		Patches:     []PatchPin{},
-	}
+	l := Skeleton(r)
 	url := GitURL(r)
 	sameUpstream := prev != nil && prev.Upstream.URL == r.Upstream.Git && prev.Upstream.Ref == r.Upstream.Ref
 
@@ -211,10 +222,7 @@ func (res Resolver) Resolve(ctx context.Context, r *recipe.Recipe, prev *Lock, o
 		}
 	}
 
-	// 3. Patches.
-	for _, p := range r.Patches {
-		l.Patches = append(l.Patches, PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
-	}
+	// 3. The patches are pinned by Skeleton.
 
 	// 4. Every other download: the Debian base's .debs and the layers'
 	// dependencies.

@@ -47,11 +47,9 @@ build:
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lock.Lock{
-		LockVersion: lock.Version,
-		Upstream:    lock.Upstream{URL: r.Upstream.Git, Ref: "main", Commit: strings.Repeat("ab", 20), CommitTime: time.Unix(1700000000, 0).UTC()},
-		Base:        &lock.ImagePin{Ref: "registry.local:5000/busybox:1", Digest: "sha256:" + strings.Repeat("1", 64)},
-	}
+	l := lock.Skeleton(r)
+	l.Upstream.Commit, l.Upstream.CommitTime = strings.Repeat("ab", 20), time.Unix(1700000000, 0).UTC()
+	l.Base = &lock.ImagePin{Ref: "registry.local:5000/busybox:1", Digest: "sha256:" + strings.Repeat("1", 64)}
 	res := &build.Result{
 		Digest:    digest.FromString("image"),
 		BuildKit:  "v0.34.2",

@@ -173,15 +173,9 @@ func newUnit(t *testing.T, n int) *unit {
 	for i := 0; i <= n; i++ {
 		g.Commits = append(g.Commits, lock.Commit{SHA: sha(i), Time: t0.Add(time.Duration(i) * time.Hour), Subject: fmt.Sprintf("commit %d", i)})
 	}
-	l := &lock.Lock{
-		LockVersion: lock.Version,
-		Recipe:      lock.RecipePin{Name: r.Name, File: filepath.Base(path), SHA256: r.SHA256},
-		Upstream:    lock.Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref, Commit: g.Commits[0].SHA, CommitTime: g.Commits[0].Time},
-		Base:        &lock.ImagePin{Ref: lock.NormalizeImageRef(r.Base), Digest: "sha256:" + strings.Repeat("b", 64)},
-	}
-	for _, p := range r.Patches {
-		l.Patches = append(l.Patches, lock.PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
-	}
+	l := lock.Skeleton(r)
+	l.Upstream.Commit, l.Upstream.CommitTime = g.Commits[0].SHA, g.Commits[0].Time
+	l.Base = &lock.ImagePin{Ref: lock.NormalizeImageRef(r.Base), Digest: "sha256:" + strings.Repeat("b", 64)}
 	if err := lock.Write(r.LockPath(), l); err != nil {
 		t.Fatal(err)
 	}

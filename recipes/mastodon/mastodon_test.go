@@ -68,21 +68,13 @@ func load(t *testing.T, name string) *recipe.Recipe {
 // `# syntax=` line has one).
 func placeholderLock(r *recipe.Recipe) *lock.Lock {
 	zero := "sha256:" + strings.Repeat("0", 64)
-	l := &lock.Lock{
-		LockVersion: lock.Version,
-		Recipe:      lock.RecipePin{Name: r.Name, File: filepath.Base(r.Path), SHA256: r.SHA256},
-		Upstream: lock.Upstream{URL: r.Upstream.Git, Ref: r.Upstream.Ref,
-			Commit: strings.Repeat("0", 40), CommitTime: time.Unix(1700000000, 0).UTC()},
-		Patches: []lock.PatchPin{},
-	}
+	l := lock.Skeleton(r)
+	l.Upstream.Commit, l.Upstream.CommitTime = strings.Repeat("0", 40), time.Unix(1700000000, 0).UTC()
 	if r.Base != "" {
 		l.Base = &lock.ImagePin{Ref: lock.NormalizeImageRef(r.Base), Digest: zero}
 	}
 	if !r.Build.Native() {
 		l.Frontend = &lock.ImagePin{Ref: "docker.io/docker/dockerfile:placeholder", Digest: "sha256:" + strings.Repeat("f", 64)}
-	}
-	for _, p := range r.Patches {
-		l.Patches = append(l.Patches, lock.PatchPin{Name: p.Name, Kind: string(p.Kind), File: p.File, SHA256: p.SHA256})
 	}
 	// A Debian base and deps layers get one placeholder package each.
 	pkg := func(name, path string) deps.Package {
