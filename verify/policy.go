@@ -366,6 +366,21 @@ func (d *pdecoder) hex(n *yaml.Node, field string) string {
 	return d.str(n, field)
 }
 
+// imageDigest decodes an image digest, sha256:<64 hex>; ok is false (and
+// the error recorded, unless the value is empty) when it is not one.
+func (d *pdecoder) imageDigest(n *yaml.Node, field string) (digest.Digest, bool) {
+	v := d.str(n, field)
+	if v == "" {
+		return "", false
+	}
+	dg, err := digest.Parse(v)
+	if err != nil || dg.Algorithm() != digest.SHA256 {
+		d.ErrAt(n, field, "%q is not an image digest (sha256:<64 hex>)", v)
+		return "", false
+	}
+	return dg, true
+}
+
 // isAny reports whether n is the scalar `any`.
 func isAny(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value == Any
@@ -460,16 +475,9 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 		},
 		"baseImages": func(n *yaml.Node, f string) {
 			d.list(n, f, &p.AnyBaseImage, func(_ int, n *yaml.Node, f string) {
-				v := d.str(n, f)
-				if v == "" {
-					return
+				if dg, ok := d.imageDigest(n, f); ok {
+					p.BaseImages = append(p.BaseImages, dg)
 				}
-				dg, err := digest.Parse(v)
-				if err != nil || dg.Algorithm() != digest.SHA256 {
-					d.ErrAt(n, f, "%q is not an image digest (sha256:<64 hex>)", v)
-					return
-				}
-				p.BaseImages = append(p.BaseImages, dg)
 			})
 		},
 		"builders": func(n *yaml.Node, f string) {
@@ -501,16 +509,9 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 		},
 		"frontends": func(n *yaml.Node, f string) {
 			if d.list(n, f, &p.AnyFrontend, func(_ int, n *yaml.Node, f string) {
-				v := d.str(n, f)
-				if v == "" {
-					return
+				if dg, ok := d.imageDigest(n, f); ok {
+					p.Frontends = append(p.Frontends, dg)
 				}
-				dg, err := digest.Parse(v)
-				if err != nil || dg.Algorithm() != digest.SHA256 {
-					d.ErrAt(n, f, "%q is not an image digest (sha256:<64 hex>)", v)
-					return
-				}
-				p.Frontends = append(p.Frontends, dg)
 			}) && p.Frontends == nil {
 				p.Frontends = []digest.Digest{}
 			}
