@@ -89,6 +89,10 @@ var debianShape = object(required("debian", object(
 	required("keyringSha256", nil), required("allowExpired", nil),
 )))
 
+// IsFingerprint reports whether s is an OpenPGP fingerprint as the
+// provenance records signedBy: 40 (v4) or 64 (v6) uppercase hex digits.
+func IsFingerprint(s string) bool { return fingerprintRe.MatchString(s) }
+
 func sanitized(u string) bool {
 	clean, err := redact.URL(u)
 	return err == nil && clean == u

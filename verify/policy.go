@@ -149,9 +149,8 @@ func (p *Policy) trustedBuilders() []string {
 }
 
 var (
-	commitRE      = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	hex64RE       = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	fingerprintRE = regexp.MustCompile(`^[0-9A-F]{40}(?:[0-9A-F]{24})?$`)
+	commitRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	hex64RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
 // normFingerprint writes an OpenPGP fingerprint as provenance records it:
@@ -251,7 +250,7 @@ func (p *Policy) Validate() error {
 			return bad("debianBase: constrains nothing (give suites, signedBy or keyrings)")
 		}
 		for i, f := range deb.SignedBy {
-			if !fingerprintRE.MatchString(f) {
+			if !provenance.IsFingerprint(f) {
 				return bad("debianBase.signedBy[%d]: %q is not an uppercase OpenPGP fingerprint", i, f)
 			}
 		}
@@ -542,7 +541,7 @@ func (d *pdecoder) policy(n *yaml.Node, p *Policy) {
 				}, "a suite name"),
 				"signedBy": each(&deb.SignedBy, func(v string) (string, bool) {
 					v = normFingerprint(v)
-					return v, fingerprintRE.MatchString(v)
+					return v, provenance.IsFingerprint(v)
 				}, "an OpenPGP fingerprint (40 or 64 hex)"),
 				"keyrings": each(&deb.Keyrings, func(v string) (string, bool) {
 					v = strings.TrimPrefix(v, "sha256:")
